@@ -66,7 +66,10 @@ const layerBoundaries = {
       ExportNamedDeclaration: fromSource,
       ImportExpression(node) {
         if (node.source.type === 'Literal') checkImport(context, node, node.source.value);
-        else context.report({ node, messageId: 'boundary', data: { file: context.filename, spec: '<dynamic>', why: 'dynamic import paths cannot be checked' } });
+        else {
+          const file = relFromRoot(path.resolve(ROOT, context.filename));
+          if (layerOf(file) !== 'other') context.report({ node, messageId: 'boundary', data: { file, spec: '<dynamic>', why: 'dynamic import paths cannot be checked' } });
+        }
       },
       TSImportEqualsDeclaration(node) {
         if (node.moduleReference.type === 'TSExternalModuleReference') checkImport(context, node, node.moduleReference.expression.value);
@@ -79,23 +82,62 @@ const layerBoundaries = {
   },
 };
 
-// Module-level mutable state in guest code: a `let`/`var`, or a `const`
-// holding a fresh mutable object (new X, [], {}) that is not frozen, or a
-// static class field that is not readonly. Guest state must live in guest
-// memory so that a saved image is the whole guest.
-function isFrozenOrConst(init) {
-  if (!init) return false;
-  if (init.type === 'TSAsExpression' && init.typeAnnotation.type === 'TSTypeReference' &&
-      init.typeAnnotation.typeName.type === 'Identifier' && init.typeAnnotation.typeName.name === 'const') return true;
-  if (init.type === 'TSAsExpression' || init.type === 'TSSatisfiesExpression') return isFrozenOrConst(init.expression);
-  return init.type === 'CallExpression' && init.callee.type === 'MemberExpression' &&
-    init.callee.object.type === 'Identifier' && init.callee.object.name === 'Object' &&
-    init.callee.property.type === 'Identifier' && init.callee.property.name === 'freeze';
-}
+// Module-level mutable state in guest code (and in hypervisor/public/, which
+// guest code runs): a `let`/`var` living at module scope, a binding or
+// default export holding a fresh mutable object (new X, [], {}, an IIFE's
+// closure, Object.create/assign/fromEntries, Array/Array.from/of,
+// structuredClone) that is not deeply frozen or `as const`, a static class
+// field that is not readonly or holds such an object, or a top-level
+// assignment. Guest state must live in guest memory so that a saved image is
+// the whole guest.
+const MUTABLE_FACTORIES = new Set(['Object.create', 'Object.assign', 'Object.fromEntries', 'Array', 'Array.from', 'Array.of', 'structuredClone']);
 
 function unwrap(init) {
   while (init && (init.type === 'TSAsExpression' || init.type === 'TSSatisfiesExpression' || init.type === 'TSNonNullExpression')) init = init.expression;
   return init;
+}
+
+function isAsConst(node) {
+  return node.type === 'TSAsExpression' && node.typeAnnotation.type === 'TSTypeReference' &&
+    node.typeAnnotation.typeName.type === 'Identifier' && node.typeAnnotation.typeName.name === 'const';
+}
+
+function calleeName(callee) {
+  if (callee.type === 'Identifier') return callee.name;
+  if (callee.type === 'MemberExpression' && !callee.computed && callee.object.type === 'Identifier' && callee.property.type === 'Identifier')
+    return `${callee.object.name}.${callee.property.name}`;
+  return undefined;
+}
+
+/** What fresh mutable thing `init` makes, or null. */
+function mutableWhat(init) {
+  const e = unwrap(init);
+  if (!e) return null;
+  if (e.type === 'NewExpression') return `new ${e.callee.name ?? 'object'}`;
+  if (e.type === 'ArrayExpression') return 'array';
+  if (e.type === 'ObjectExpression') return 'object';
+  if (e.type === 'CallExpression') {
+    if (e.callee.type === 'FunctionExpression' || e.callee.type === 'ArrowFunctionExpression') return 'closure (IIFE)';
+    const name = calleeName(e.callee);
+    if (name !== undefined && MUTABLE_FACTORIES.has(name)) return `result of ${name}()`;
+    if (name === 'Object.freeze' && !isFrozenOrConst(e)) return 'shallowly frozen value (Map/Set contents and nested literals stay mutable)';
+  }
+  return null;
+}
+
+/** `x as const`, or Object.freeze of a literal whose nested literals are frozen too. */
+function isFrozenOrConst(init) {
+  if (!init) return false;
+  if (isAsConst(init)) return true;
+  if (init.type === 'TSAsExpression' || init.type === 'TSSatisfiesExpression') return isFrozenOrConst(init.expression);
+  if (!(init.type === 'CallExpression' && calleeName(init.callee) === 'Object.freeze')) return false;
+  const arg = init.arguments[0];
+  if (!arg || isAsConst(arg)) return Boolean(arg);
+  const lit = unwrap(arg);
+  const values = lit.type === 'ObjectExpression' ? lit.properties.map((p) => (p.type === 'Property' ? p.value : p)) :
+    lit.type === 'ArrayExpression' ? lit.elements.filter(Boolean) : null;
+  if (values === null) return mutableWhat(lit) === null;
+  return values.every((v) => v.type !== 'SpreadElement' && (mutableWhat(v) === null || isFrozenOrConst(v)));
 }
 
 const noModuleState = {
@@ -106,11 +148,14 @@ const noModuleState = {
       letVar: 'module-level `{{kind}} {{name}}` in guest code: guest state lives in guest memory',
       mutable: 'module-level `const {{name}}` holds a mutable {{what}}: freeze it or keep it in guest memory',
       staticField: 'static class field `{{name}}` is module-level state: make it readonly or keep it in guest memory',
+      staticMutable: 'static class field `{{name}}` holds a mutable {{what}}: freeze it or keep it in guest memory',
+      assign: 'module-level assignment in guest code: guest state lives in guest memory',
     },
     schema: [],
   },
   create(context) {
     const checkDecl = (decl) => {
+      if (decl.declare) return;
       for (const d of decl.declarations) {
         const name = d.id.type === 'Identifier' ? d.id.name : '<pattern>';
         if (decl.kind !== 'const') {
@@ -118,18 +163,36 @@ const noModuleState = {
           continue;
         }
         if (isFrozenOrConst(d.init)) continue;
-        const init = unwrap(d.init);
-        if (!init) continue;
-        const what = init.type === 'NewExpression' ? `new ${init.callee.name ?? 'object'}` :
-          init.type === 'ArrayExpression' ? 'array' : init.type === 'ObjectExpression' ? 'object' : null;
+        const what = mutableWhat(d.init);
         if (what) context.report({ node: d, messageId: 'mutable', data: { name, what } });
       }
     };
     return {
       'Program > VariableDeclaration': checkDecl,
       'Program > ExportNamedDeclaration > VariableDeclaration': checkDecl,
+      'TSModuleBlock > VariableDeclaration': checkDecl,
+      'TSModuleBlock > ExportNamedDeclaration > VariableDeclaration': checkDecl,
+      'VariableDeclaration[kind="var"]'(node) {
+        const parent = node.parent.type === 'ExportNamedDeclaration' ? node.parent.parent : node.parent;
+        if (parent.type === 'Program' || parent.type === 'TSModuleBlock') return; // checkDecl has it
+        if (context.sourceCode.getScope(node).variableScope.type !== 'module') return;
+        for (const d of node.declarations)
+          context.report({ node: d, messageId: 'letVar', data: { kind: 'var', name: d.id.type === 'Identifier' ? d.id.name : '<pattern>' } });
+      },
+      'Program > ExportDefaultDeclaration'(node) {
+        const what = isFrozenOrConst(node.declaration) ? null : mutableWhat(node.declaration);
+        if (what) context.report({ node, messageId: 'mutable', data: { name: 'default', what } });
+      },
+      'Program > ExpressionStatement > AssignmentExpression, Program > ExpressionStatement > UpdateExpression'(node) {
+        context.report({ node, messageId: 'assign' });
+      },
       'PropertyDefinition[static=true]'(node) {
-        if (!node.readonly) context.report({ node, messageId: 'staticField', data: { name: node.key.name ?? '?' } });
+        const name = node.key.name ?? '?';
+        if (!node.readonly) context.report({ node, messageId: 'staticField', data: { name } });
+        else if (!isFrozenOrConst(node.value)) {
+          const what = mutableWhat(node.value);
+          if (what) context.report({ node, messageId: 'staticMutable', data: { name, what } });
+        }
       },
     };
   },
