@@ -1,7 +1,7 @@
 /*
  * xen/include/public/sched.h: the scheduler hypercall (`sched_op`).
  */
-import { struct, u32, u64, domid_t, guest_handle } from './layout.js';
+import { struct, i32, u32, u64, domid_t, guest_handle } from './layout.js';
 
 /** Give up the CPU voluntarily; stay runnable. */
 export const SCHEDOP_yield = 0;
@@ -26,6 +26,8 @@ export const SHUTDOWN_suspend = 2;
 export const SHUTDOWN_crash = 3;
 export const SHUTDOWN_watchdog = 4;
 export const SHUTDOWN_soft_reset = 5;
+/** Largest valid shutdown reason. */
+export const SHUTDOWN_MAX = 5;
 
 /*
  * struct sched_shutdown {
@@ -58,4 +60,24 @@ export const sched_poll = struct('struct sched_poll', {
 export const sched_remote_shutdown = struct('struct sched_remote_shutdown', {
   domain_id: domid_t,
   reason: u32,
+});
+
+/*
+ * struct sched_watchdog {
+ *     uint32_t id;       // watchdog ID (0: allocate a new one)
+ *     uint32_t timeout;  // seconds (0: destroy the watchdog)
+ * };
+ */
+export const sched_watchdog = struct('struct sched_watchdog', {
+  id: u32,
+  timeout: u32,
+});
+
+/*
+ * struct sched_pin_override {
+ *     int32_t pcpu;  // pin to this physical CPU; -1: undo
+ * };
+ */
+export const sched_pin_override = struct('struct sched_pin_override', {
+  pcpu: i32,
 });

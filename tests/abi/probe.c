@@ -1,0 +1,1360 @@
+/*
+ * ABI probe: compiled at test time against Debian's Xen 4.17 public
+ * headers (/usr/include/xen) by tests/abi/headers.test.ts, which compares
+ * every line it prints with our mirrors in hypervisor/public/.
+ *
+ * Output, one fact per line, tab-separated:
+ *   size    TYPE  BYTES           sizeof(TYPE)
+ *   offset  TYPE  MEMBER  BYTES   offsetof(TYPE, MEMBER); MEMBER may be dotted
+ *   const   NAME  VALUE           an integer constant, as signed 64-bit
+ *   str     NAME  VALUE           a string constant
+ *   xserr   NAME  VALUE           one entry of xs_wire.h's xsd_errors[], in order
+ * TYPE is the C type name our layout carries (StructLayout.name); NAME is
+ * our export's name, which is Xen's except where CONST_AS says otherwise.
+ */
+#define __XEN_TOOLS__ 1 /* domctl.h/sysctl.h, and the latest interface version */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <xen/xen.h>
+#include <xen/version.h>
+#include <xen/sched.h>
+#include <xen/event_channel.h>
+#include <xen/grant_table.h>
+#include <xen/memory.h>
+#include <xen/vcpu.h>
+#include <xen/callback.h>
+#include <xen/elfnote.h>
+#include <xen/features.h>
+#include <xen/errno.h>
+#include <xen/domctl.h>
+#include <xen/sysctl.h>
+#include <xen/io/ring.h>
+#include <xen/io/blkif.h>
+#include <xen/io/netif.h>
+#include <xen/io/console.h>
+#include <xen/io/xenbus.h>
+#include <xen/io/xs_wire.h>
+#include <xen/io/protocols.h>
+#if __has_include(<xen/io/domain_controller.h>)
+/* Xen 2.0 only (ctrl_if); Xen 3+ installs have no such header. */
+#define XENPORT_HAVE_DOMAIN_CONTROLLER 1
+#include <xen/io/domain_controller.h>
+#endif
+
+#if !defined(__x86_64__)
+#error "the ABI probe describes x86_64"
+#endif
+
+#define SIZE(name, T) printf("size\t%s\t%zu\n", name, sizeof(T))
+#define OFF(name, T, member) printf("offset\t%s\t%s\t%zu\n", name, #member, offsetof(T, member))
+#define CONST(x) CONST_AS(#x, x)
+#define CONST_AS(name, x) printf("const\t%s\t%lld\n", name, (long long)(x))
+#define STR(x) printf("str\t%s\t%s\n", #x, x)
+
+static void structs(void)
+{
+  /* xen.ts */
+  SIZE("mmu_update_t", mmu_update_t);
+  OFF("mmu_update_t", mmu_update_t, ptr);
+  OFF("mmu_update_t", mmu_update_t, val);
+  SIZE("struct mmuext_op", struct mmuext_op);
+  OFF("struct mmuext_op", struct mmuext_op, cmd);
+  OFF("struct mmuext_op", struct mmuext_op, arg1);
+  OFF("struct mmuext_op", struct mmuext_op, arg1.mfn);
+  OFF("struct mmuext_op", struct mmuext_op, arg1.linear_addr);
+  OFF("struct mmuext_op", struct mmuext_op, arg2);
+  OFF("struct mmuext_op", struct mmuext_op, arg2.nr_ents);
+  OFF("struct mmuext_op", struct mmuext_op, arg2.vcpumask);
+  OFF("struct mmuext_op", struct mmuext_op, arg2.src_mfn);
+  SIZE("multicall_entry_t", multicall_entry_t);
+  OFF("multicall_entry_t", multicall_entry_t, op);
+  OFF("multicall_entry_t", multicall_entry_t, result);
+  OFF("multicall_entry_t", multicall_entry_t, args);
+  SIZE("shared_info_t", shared_info_t);
+  OFF("shared_info_t", shared_info_t, vcpu_info);
+  OFF("shared_info_t", shared_info_t, evtchn_pending);
+  OFF("shared_info_t", shared_info_t, evtchn_mask);
+  OFF("shared_info_t", shared_info_t, wc_version);
+  OFF("shared_info_t", shared_info_t, wc_sec);
+  OFF("shared_info_t", shared_info_t, wc_nsec);
+  OFF("shared_info_t", shared_info_t, wc_sec_hi);
+  OFF("shared_info_t", shared_info_t, arch);
+  SIZE("start_info_t", start_info_t);
+  OFF("start_info_t", start_info_t, magic);
+  OFF("start_info_t", start_info_t, nr_pages);
+  OFF("start_info_t", start_info_t, shared_info);
+  OFF("start_info_t", start_info_t, flags);
+  OFF("start_info_t", start_info_t, store_mfn);
+  OFF("start_info_t", start_info_t, store_evtchn);
+  OFF("start_info_t", start_info_t, console);
+  OFF("start_info_t", start_info_t, console.domU);
+  OFF("start_info_t", start_info_t, console.domU.mfn);
+  OFF("start_info_t", start_info_t, console.domU.evtchn);
+  OFF("start_info_t", start_info_t, console.dom0);
+  OFF("start_info_t", start_info_t, console.dom0.info_off);
+  OFF("start_info_t", start_info_t, console.dom0.info_size);
+  OFF("start_info_t", start_info_t, pt_base);
+  OFF("start_info_t", start_info_t, nr_pt_frames);
+  OFF("start_info_t", start_info_t, mfn_list);
+  OFF("start_info_t", start_info_t, mod_start);
+  OFF("start_info_t", start_info_t, mod_len);
+  OFF("start_info_t", start_info_t, cmd_line);
+  OFF("start_info_t", start_info_t, first_p2m_pfn);
+  OFF("start_info_t", start_info_t, nr_p2m_frames);
+  SIZE("vcpu_info_t", vcpu_info_t);
+  OFF("vcpu_info_t", vcpu_info_t, evtchn_upcall_pending);
+  OFF("vcpu_info_t", vcpu_info_t, evtchn_upcall_mask);
+  OFF("vcpu_info_t", vcpu_info_t, evtchn_pending_sel);
+  OFF("vcpu_info_t", vcpu_info_t, arch);
+  OFF("vcpu_info_t", vcpu_info_t, time);
+  SIZE("vcpu_time_info_t", vcpu_time_info_t);
+  OFF("vcpu_time_info_t", vcpu_time_info_t, version);
+  OFF("vcpu_time_info_t", vcpu_time_info_t, pad0);
+  OFF("vcpu_time_info_t", vcpu_time_info_t, tsc_timestamp);
+  OFF("vcpu_time_info_t", vcpu_time_info_t, system_time);
+  OFF("vcpu_time_info_t", vcpu_time_info_t, tsc_to_system_mul);
+  OFF("vcpu_time_info_t", vcpu_time_info_t, tsc_shift);
+  OFF("vcpu_time_info_t", vcpu_time_info_t, flags);
+  OFF("vcpu_time_info_t", vcpu_time_info_t, pad1);
+  SIZE("struct xen_compile_info", struct xen_compile_info);
+  OFF("struct xen_compile_info", struct xen_compile_info, compiler);
+  OFF("struct xen_compile_info", struct xen_compile_info, compile_by);
+  OFF("struct xen_compile_info", struct xen_compile_info, compile_domain);
+  OFF("struct xen_compile_info", struct xen_compile_info, compile_date);
+  SIZE("struct xen_feature_info", struct xen_feature_info);
+  OFF("struct xen_feature_info", struct xen_feature_info, submap_idx);
+  OFF("struct xen_feature_info", struct xen_feature_info, submap);
+  SIZE("struct xen_multiboot_mod_list", struct xen_multiboot_mod_list);
+  OFF("struct xen_multiboot_mod_list", struct xen_multiboot_mod_list, mod_start);
+  OFF("struct xen_multiboot_mod_list", struct xen_multiboot_mod_list, mod_end);
+  OFF("struct xen_multiboot_mod_list", struct xen_multiboot_mod_list, cmdline);
+  OFF("struct xen_multiboot_mod_list", struct xen_multiboot_mod_list, pad);
+  SIZE("struct xen_platform_parameters", struct xen_platform_parameters);
+  OFF("struct xen_platform_parameters", struct xen_platform_parameters, virt_start);
+  SIZE("xen_uuid_t", xen_uuid_t);
+  OFF("xen_uuid_t", xen_uuid_t, a);
+
+  /* arch-x86_64.ts */
+  SIZE("struct arch_shared_info", struct arch_shared_info);
+  OFF("struct arch_shared_info", struct arch_shared_info, max_pfn);
+  OFF("struct arch_shared_info", struct arch_shared_info, pfn_to_mfn_frame_list_list);
+  OFF("struct arch_shared_info", struct arch_shared_info, nmi_reason);
+  OFF("struct arch_shared_info", struct arch_shared_info, p2m_cr3);
+  OFF("struct arch_shared_info", struct arch_shared_info, p2m_vaddr);
+  OFF("struct arch_shared_info", struct arch_shared_info, p2m_generation);
+  SIZE("struct arch_vcpu_info", struct arch_vcpu_info);
+  OFF("struct arch_vcpu_info", struct arch_vcpu_info, cr2);
+  OFF("struct arch_vcpu_info", struct arch_vcpu_info, pad);
+  SIZE("struct cpu_user_regs", struct cpu_user_regs);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, r15);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, r14);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, r13);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, r12);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, rbp);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, rbx);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, r11);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, r10);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, r9);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, r8);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, rax);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, rcx);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, rdx);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, rsi);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, rdi);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, error_code);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, entry_vector);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, rip);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, cs);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, _pad0);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, saved_upcall_mask);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, _pad1);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, rflags);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, rsp);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, ss);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, _pad2);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, es);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, _pad3);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, ds);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, _pad4);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, fs);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, _pad5);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, gs);
+  OFF("struct cpu_user_regs", struct cpu_user_regs, _pad6);
+  SIZE("struct iret_context", struct iret_context);
+  OFF("struct iret_context", struct iret_context, rax);
+  OFF("struct iret_context", struct iret_context, r11);
+  OFF("struct iret_context", struct iret_context, rcx);
+  OFF("struct iret_context", struct iret_context, flags);
+  OFF("struct iret_context", struct iret_context, rip);
+  OFF("struct iret_context", struct iret_context, cs);
+  OFF("struct iret_context", struct iret_context, rflags);
+  OFF("struct iret_context", struct iret_context, rsp);
+  OFF("struct iret_context", struct iret_context, ss);
+  SIZE("struct trap_info", struct trap_info);
+  OFF("struct trap_info", struct trap_info, vector);
+  OFF("struct trap_info", struct trap_info, flags);
+  OFF("struct trap_info", struct trap_info, cs);
+  OFF("struct trap_info", struct trap_info, address);
+  SIZE("vcpu_guest_context_t", vcpu_guest_context_t);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, fpu_ctxt);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, fpu_ctxt.x);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, flags);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, user_regs);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, trap_ctxt);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, ldt_base);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, ldt_ents);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, gdt_frames);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, gdt_ents);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, kernel_ss);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, kernel_sp);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, ctrlreg);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, debugreg);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, event_callback_eip);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, failsafe_callback_eip);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, syscall_callback_eip);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, vm_assist);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, fs_base);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, gs_base_kernel);
+  OFF("vcpu_guest_context_t", vcpu_guest_context_t, gs_base_user);
+
+  /* sched.ts */
+  SIZE("struct sched_pin_override", struct sched_pin_override);
+  OFF("struct sched_pin_override", struct sched_pin_override, pcpu);
+  SIZE("struct sched_poll", struct sched_poll);
+  OFF("struct sched_poll", struct sched_poll, ports);
+  OFF("struct sched_poll", struct sched_poll, nr_ports);
+  OFF("struct sched_poll", struct sched_poll, timeout);
+  SIZE("struct sched_remote_shutdown", struct sched_remote_shutdown);
+  OFF("struct sched_remote_shutdown", struct sched_remote_shutdown, domain_id);
+  OFF("struct sched_remote_shutdown", struct sched_remote_shutdown, reason);
+  SIZE("struct sched_shutdown", struct sched_shutdown);
+  OFF("struct sched_shutdown", struct sched_shutdown, reason);
+  SIZE("struct sched_watchdog", struct sched_watchdog);
+  OFF("struct sched_watchdog", struct sched_watchdog, id);
+  OFF("struct sched_watchdog", struct sched_watchdog, timeout);
+
+  /* event_channel.ts */
+  SIZE("struct evtchn_alloc_unbound", struct evtchn_alloc_unbound);
+  OFF("struct evtchn_alloc_unbound", struct evtchn_alloc_unbound, dom);
+  OFF("struct evtchn_alloc_unbound", struct evtchn_alloc_unbound, remote_dom);
+  OFF("struct evtchn_alloc_unbound", struct evtchn_alloc_unbound, port);
+  SIZE("struct evtchn_bind_interdomain", struct evtchn_bind_interdomain);
+  OFF("struct evtchn_bind_interdomain", struct evtchn_bind_interdomain, remote_dom);
+  OFF("struct evtchn_bind_interdomain", struct evtchn_bind_interdomain, remote_port);
+  OFF("struct evtchn_bind_interdomain", struct evtchn_bind_interdomain, local_port);
+  SIZE("struct evtchn_bind_ipi", struct evtchn_bind_ipi);
+  OFF("struct evtchn_bind_ipi", struct evtchn_bind_ipi, vcpu);
+  OFF("struct evtchn_bind_ipi", struct evtchn_bind_ipi, port);
+  SIZE("struct evtchn_bind_pirq", struct evtchn_bind_pirq);
+  OFF("struct evtchn_bind_pirq", struct evtchn_bind_pirq, pirq);
+  OFF("struct evtchn_bind_pirq", struct evtchn_bind_pirq, flags);
+  OFF("struct evtchn_bind_pirq", struct evtchn_bind_pirq, port);
+  SIZE("struct evtchn_bind_vcpu", struct evtchn_bind_vcpu);
+  OFF("struct evtchn_bind_vcpu", struct evtchn_bind_vcpu, port);
+  OFF("struct evtchn_bind_vcpu", struct evtchn_bind_vcpu, vcpu);
+  SIZE("struct evtchn_bind_virq", struct evtchn_bind_virq);
+  OFF("struct evtchn_bind_virq", struct evtchn_bind_virq, virq);
+  OFF("struct evtchn_bind_virq", struct evtchn_bind_virq, vcpu);
+  OFF("struct evtchn_bind_virq", struct evtchn_bind_virq, port);
+  SIZE("struct evtchn_close", struct evtchn_close);
+  OFF("struct evtchn_close", struct evtchn_close, port);
+  SIZE("struct evtchn_expand_array", struct evtchn_expand_array);
+  OFF("struct evtchn_expand_array", struct evtchn_expand_array, array_gfn);
+  SIZE("struct evtchn_init_control", struct evtchn_init_control);
+  OFF("struct evtchn_init_control", struct evtchn_init_control, control_gfn);
+  OFF("struct evtchn_init_control", struct evtchn_init_control, offset);
+  OFF("struct evtchn_init_control", struct evtchn_init_control, vcpu);
+  OFF("struct evtchn_init_control", struct evtchn_init_control, link_bits);
+  OFF("struct evtchn_init_control", struct evtchn_init_control, _pad);
+  SIZE("struct evtchn_op", struct evtchn_op);
+  OFF("struct evtchn_op", struct evtchn_op, cmd);
+  OFF("struct evtchn_op", struct evtchn_op, u);
+  OFF("struct evtchn_op", struct evtchn_op, u.alloc_unbound);
+  OFF("struct evtchn_op", struct evtchn_op, u.bind_interdomain);
+  OFF("struct evtchn_op", struct evtchn_op, u.bind_virq);
+  OFF("struct evtchn_op", struct evtchn_op, u.bind_pirq);
+  OFF("struct evtchn_op", struct evtchn_op, u.bind_ipi);
+  OFF("struct evtchn_op", struct evtchn_op, u.close);
+  OFF("struct evtchn_op", struct evtchn_op, u.send);
+  OFF("struct evtchn_op", struct evtchn_op, u.status);
+  OFF("struct evtchn_op", struct evtchn_op, u.bind_vcpu);
+  OFF("struct evtchn_op", struct evtchn_op, u.unmask);
+  SIZE("struct evtchn_reset", struct evtchn_reset);
+  OFF("struct evtchn_reset", struct evtchn_reset, dom);
+  SIZE("struct evtchn_send", struct evtchn_send);
+  OFF("struct evtchn_send", struct evtchn_send, port);
+  SIZE("struct evtchn_set_priority", struct evtchn_set_priority);
+  OFF("struct evtchn_set_priority", struct evtchn_set_priority, port);
+  OFF("struct evtchn_set_priority", struct evtchn_set_priority, priority);
+  SIZE("struct evtchn_status", struct evtchn_status);
+  OFF("struct evtchn_status", struct evtchn_status, dom);
+  OFF("struct evtchn_status", struct evtchn_status, port);
+  OFF("struct evtchn_status", struct evtchn_status, status);
+  OFF("struct evtchn_status", struct evtchn_status, vcpu);
+  OFF("struct evtchn_status", struct evtchn_status, u);
+  OFF("struct evtchn_status", struct evtchn_status, u.unbound);
+  OFF("struct evtchn_status", struct evtchn_status, u.unbound.dom);
+  OFF("struct evtchn_status", struct evtchn_status, u.interdomain);
+  OFF("struct evtchn_status", struct evtchn_status, u.interdomain.dom);
+  OFF("struct evtchn_status", struct evtchn_status, u.interdomain.port);
+  OFF("struct evtchn_status", struct evtchn_status, u.pirq);
+  OFF("struct evtchn_status", struct evtchn_status, u.virq);
+  SIZE("struct evtchn_unmask", struct evtchn_unmask);
+  OFF("struct evtchn_unmask", struct evtchn_unmask, port);
+
+  /* grant_table.ts */
+  SIZE("struct gnttab_copy", struct gnttab_copy);
+  OFF("struct gnttab_copy", struct gnttab_copy, source);
+  OFF("struct gnttab_copy", struct gnttab_copy, dest);
+  OFF("struct gnttab_copy", struct gnttab_copy, len);
+  OFF("struct gnttab_copy", struct gnttab_copy, flags);
+  OFF("struct gnttab_copy", struct gnttab_copy, status);
+  SIZE("struct gnttab_copy_ptr", struct gnttab_copy_ptr);
+  OFF("struct gnttab_copy_ptr", struct gnttab_copy_ptr, u);
+  OFF("struct gnttab_copy_ptr", struct gnttab_copy_ptr, u.ref);
+  OFF("struct gnttab_copy_ptr", struct gnttab_copy_ptr, u.gmfn);
+  OFF("struct gnttab_copy_ptr", struct gnttab_copy_ptr, domid);
+  OFF("struct gnttab_copy_ptr", struct gnttab_copy_ptr, offset);
+  SIZE("struct gnttab_dump_table", struct gnttab_dump_table);
+  OFF("struct gnttab_dump_table", struct gnttab_dump_table, dom);
+  OFF("struct gnttab_dump_table", struct gnttab_dump_table, status);
+  SIZE("struct gnttab_get_version", struct gnttab_get_version);
+  OFF("struct gnttab_get_version", struct gnttab_get_version, dom);
+  OFF("struct gnttab_get_version", struct gnttab_get_version, pad);
+  OFF("struct gnttab_get_version", struct gnttab_get_version, version);
+  SIZE("struct gnttab_map_grant_ref", struct gnttab_map_grant_ref);
+  OFF("struct gnttab_map_grant_ref", struct gnttab_map_grant_ref, host_addr);
+  OFF("struct gnttab_map_grant_ref", struct gnttab_map_grant_ref, flags);
+  OFF("struct gnttab_map_grant_ref", struct gnttab_map_grant_ref, ref);
+  OFF("struct gnttab_map_grant_ref", struct gnttab_map_grant_ref, dom);
+  OFF("struct gnttab_map_grant_ref", struct gnttab_map_grant_ref, status);
+  OFF("struct gnttab_map_grant_ref", struct gnttab_map_grant_ref, handle);
+  OFF("struct gnttab_map_grant_ref", struct gnttab_map_grant_ref, dev_bus_addr);
+  SIZE("struct gnttab_query_size", struct gnttab_query_size);
+  OFF("struct gnttab_query_size", struct gnttab_query_size, dom);
+  OFF("struct gnttab_query_size", struct gnttab_query_size, nr_frames);
+  OFF("struct gnttab_query_size", struct gnttab_query_size, max_nr_frames);
+  OFF("struct gnttab_query_size", struct gnttab_query_size, status);
+  SIZE("struct gnttab_set_version", struct gnttab_set_version);
+  OFF("struct gnttab_set_version", struct gnttab_set_version, version);
+  SIZE("struct gnttab_setup_table", struct gnttab_setup_table);
+  OFF("struct gnttab_setup_table", struct gnttab_setup_table, dom);
+  OFF("struct gnttab_setup_table", struct gnttab_setup_table, nr_frames);
+  OFF("struct gnttab_setup_table", struct gnttab_setup_table, status);
+  OFF("struct gnttab_setup_table", struct gnttab_setup_table, frame_list);
+  SIZE("struct gnttab_swap_grant_ref", struct gnttab_swap_grant_ref);
+  OFF("struct gnttab_swap_grant_ref", struct gnttab_swap_grant_ref, ref_a);
+  OFF("struct gnttab_swap_grant_ref", struct gnttab_swap_grant_ref, ref_b);
+  OFF("struct gnttab_swap_grant_ref", struct gnttab_swap_grant_ref, status);
+  SIZE("struct gnttab_transfer", struct gnttab_transfer);
+  OFF("struct gnttab_transfer", struct gnttab_transfer, mfn);
+  OFF("struct gnttab_transfer", struct gnttab_transfer, domid);
+  OFF("struct gnttab_transfer", struct gnttab_transfer, ref);
+  OFF("struct gnttab_transfer", struct gnttab_transfer, status);
+  SIZE("struct gnttab_unmap_and_replace", struct gnttab_unmap_and_replace);
+  OFF("struct gnttab_unmap_and_replace", struct gnttab_unmap_and_replace, host_addr);
+  OFF("struct gnttab_unmap_and_replace", struct gnttab_unmap_and_replace, new_addr);
+  OFF("struct gnttab_unmap_and_replace", struct gnttab_unmap_and_replace, handle);
+  OFF("struct gnttab_unmap_and_replace", struct gnttab_unmap_and_replace, status);
+  SIZE("struct gnttab_unmap_grant_ref", struct gnttab_unmap_grant_ref);
+  OFF("struct gnttab_unmap_grant_ref", struct gnttab_unmap_grant_ref, host_addr);
+  OFF("struct gnttab_unmap_grant_ref", struct gnttab_unmap_grant_ref, dev_bus_addr);
+  OFF("struct gnttab_unmap_grant_ref", struct gnttab_unmap_grant_ref, handle);
+  OFF("struct gnttab_unmap_grant_ref", struct gnttab_unmap_grant_ref, status);
+  SIZE("grant_entry_v1_t", grant_entry_v1_t);
+  OFF("grant_entry_v1_t", grant_entry_v1_t, flags);
+  OFF("grant_entry_v1_t", grant_entry_v1_t, domid);
+  OFF("grant_entry_v1_t", grant_entry_v1_t, frame);
+
+  /* memory.ts */
+  SIZE("struct xen_add_to_physmap", struct xen_add_to_physmap);
+  OFF("struct xen_add_to_physmap", struct xen_add_to_physmap, domid);
+  OFF("struct xen_add_to_physmap", struct xen_add_to_physmap, size);
+  OFF("struct xen_add_to_physmap", struct xen_add_to_physmap, space);
+  OFF("struct xen_add_to_physmap", struct xen_add_to_physmap, idx);
+  OFF("struct xen_add_to_physmap", struct xen_add_to_physmap, gpfn);
+  SIZE("struct xen_add_to_physmap_batch", struct xen_add_to_physmap_batch);
+  OFF("struct xen_add_to_physmap_batch", struct xen_add_to_physmap_batch, domid);
+  OFF("struct xen_add_to_physmap_batch", struct xen_add_to_physmap_batch, space);
+  OFF("struct xen_add_to_physmap_batch", struct xen_add_to_physmap_batch, size);
+  OFF("struct xen_add_to_physmap_batch", struct xen_add_to_physmap_batch, u);
+  OFF("struct xen_add_to_physmap_batch", struct xen_add_to_physmap_batch, u.foreign_domid);
+  OFF("struct xen_add_to_physmap_batch", struct xen_add_to_physmap_batch, u.res0);
+  OFF("struct xen_add_to_physmap_batch", struct xen_add_to_physmap_batch, idxs);
+  OFF("struct xen_add_to_physmap_batch", struct xen_add_to_physmap_batch, gpfns);
+  OFF("struct xen_add_to_physmap_batch", struct xen_add_to_physmap_batch, errs);
+  SIZE("struct xen_machphys_mapping", struct xen_machphys_mapping);
+  OFF("struct xen_machphys_mapping", struct xen_machphys_mapping, v_start);
+  OFF("struct xen_machphys_mapping", struct xen_machphys_mapping, v_end);
+  OFF("struct xen_machphys_mapping", struct xen_machphys_mapping, max_mfn);
+  SIZE("struct xen_machphys_mfn_list", struct xen_machphys_mfn_list);
+  OFF("struct xen_machphys_mfn_list", struct xen_machphys_mfn_list, max_extents);
+  OFF("struct xen_machphys_mfn_list", struct xen_machphys_mfn_list, extent_start);
+  OFF("struct xen_machphys_mfn_list", struct xen_machphys_mfn_list, nr_extents);
+  SIZE("struct xen_memory_domain", struct xen_memory_domain);
+  OFF("struct xen_memory_domain", struct xen_memory_domain, domid);
+  SIZE("struct xen_memory_exchange", struct xen_memory_exchange);
+  OFF("struct xen_memory_exchange", struct xen_memory_exchange, in);
+  OFF("struct xen_memory_exchange", struct xen_memory_exchange, out);
+  OFF("struct xen_memory_exchange", struct xen_memory_exchange, nr_exchanged);
+  SIZE("struct xen_memory_reservation", struct xen_memory_reservation);
+  OFF("struct xen_memory_reservation", struct xen_memory_reservation, extent_start);
+  OFF("struct xen_memory_reservation", struct xen_memory_reservation, nr_extents);
+  OFF("struct xen_memory_reservation", struct xen_memory_reservation, extent_order);
+  OFF("struct xen_memory_reservation", struct xen_memory_reservation, mem_flags);
+  OFF("struct xen_memory_reservation", struct xen_memory_reservation, domid);
+  SIZE("struct xen_remove_from_physmap", struct xen_remove_from_physmap);
+  OFF("struct xen_remove_from_physmap", struct xen_remove_from_physmap, domid);
+  OFF("struct xen_remove_from_physmap", struct xen_remove_from_physmap, gpfn);
+
+  /* vcpu.ts */
+  SIZE("struct vcpu_get_physid", struct vcpu_get_physid);
+  OFF("struct vcpu_get_physid", struct vcpu_get_physid, phys_id);
+  SIZE("struct vcpu_register_runstate_memory_area", struct vcpu_register_runstate_memory_area);
+  OFF("struct vcpu_register_runstate_memory_area", struct vcpu_register_runstate_memory_area, addr);
+  OFF("struct vcpu_register_runstate_memory_area", struct vcpu_register_runstate_memory_area, addr.h);
+  OFF("struct vcpu_register_runstate_memory_area", struct vcpu_register_runstate_memory_area, addr.v);
+  OFF("struct vcpu_register_runstate_memory_area", struct vcpu_register_runstate_memory_area, addr.p);
+  SIZE("struct vcpu_register_time_memory_area", struct vcpu_register_time_memory_area);
+  OFF("struct vcpu_register_time_memory_area", struct vcpu_register_time_memory_area, addr);
+  OFF("struct vcpu_register_time_memory_area", struct vcpu_register_time_memory_area, addr.h);
+  OFF("struct vcpu_register_time_memory_area", struct vcpu_register_time_memory_area, addr.v);
+  OFF("struct vcpu_register_time_memory_area", struct vcpu_register_time_memory_area, addr.p);
+  SIZE("struct vcpu_register_vcpu_info", struct vcpu_register_vcpu_info);
+  OFF("struct vcpu_register_vcpu_info", struct vcpu_register_vcpu_info, mfn);
+  OFF("struct vcpu_register_vcpu_info", struct vcpu_register_vcpu_info, offset);
+  OFF("struct vcpu_register_vcpu_info", struct vcpu_register_vcpu_info, rsvd);
+  SIZE("struct vcpu_runstate_info", struct vcpu_runstate_info);
+  OFF("struct vcpu_runstate_info", struct vcpu_runstate_info, state);
+  OFF("struct vcpu_runstate_info", struct vcpu_runstate_info, state_entry_time);
+  OFF("struct vcpu_runstate_info", struct vcpu_runstate_info, time);
+  SIZE("struct vcpu_set_periodic_timer", struct vcpu_set_periodic_timer);
+  OFF("struct vcpu_set_periodic_timer", struct vcpu_set_periodic_timer, period_ns);
+  SIZE("struct vcpu_set_singleshot_timer", struct vcpu_set_singleshot_timer);
+  OFF("struct vcpu_set_singleshot_timer", struct vcpu_set_singleshot_timer, timeout_abs_ns);
+  OFF("struct vcpu_set_singleshot_timer", struct vcpu_set_singleshot_timer, flags);
+
+  /* callback.ts */
+  SIZE("struct callback_register", struct callback_register);
+  OFF("struct callback_register", struct callback_register, type);
+  OFF("struct callback_register", struct callback_register, flags);
+  OFF("struct callback_register", struct callback_register, address);
+  SIZE("struct callback_unregister", struct callback_unregister);
+  OFF("struct callback_unregister", struct callback_unregister, type);
+  OFF("struct callback_unregister", struct callback_unregister, _unused);
+
+  /* io/blkif.ts */
+  SIZE("blkif_request_t", blkif_request_t);
+  OFF("blkif_request_t", blkif_request_t, operation);
+  OFF("blkif_request_t", blkif_request_t, nr_segments);
+  OFF("blkif_request_t", blkif_request_t, handle);
+  OFF("blkif_request_t", blkif_request_t, id);
+  OFF("blkif_request_t", blkif_request_t, sector_number);
+  OFF("blkif_request_t", blkif_request_t, seg);
+  SIZE("blkif_request_discard_t", blkif_request_discard_t);
+  OFF("blkif_request_discard_t", blkif_request_discard_t, operation);
+  OFF("blkif_request_discard_t", blkif_request_discard_t, flag);
+  OFF("blkif_request_discard_t", blkif_request_discard_t, handle);
+  OFF("blkif_request_discard_t", blkif_request_discard_t, id);
+  OFF("blkif_request_discard_t", blkif_request_discard_t, sector_number);
+  OFF("blkif_request_discard_t", blkif_request_discard_t, nr_sectors);
+  SIZE("blkif_request_indirect_t", blkif_request_indirect_t);
+  OFF("blkif_request_indirect_t", blkif_request_indirect_t, operation);
+  OFF("blkif_request_indirect_t", blkif_request_indirect_t, indirect_op);
+  OFF("blkif_request_indirect_t", blkif_request_indirect_t, nr_segments);
+  OFF("blkif_request_indirect_t", blkif_request_indirect_t, id);
+  OFF("blkif_request_indirect_t", blkif_request_indirect_t, sector_number);
+  OFF("blkif_request_indirect_t", blkif_request_indirect_t, handle);
+  OFF("blkif_request_indirect_t", blkif_request_indirect_t, indirect_grefs);
+  SIZE("struct blkif_request_segment", struct blkif_request_segment);
+  OFF("struct blkif_request_segment", struct blkif_request_segment, gref);
+  OFF("struct blkif_request_segment", struct blkif_request_segment, first_sect);
+  OFF("struct blkif_request_segment", struct blkif_request_segment, last_sect);
+  SIZE("blkif_response_t", blkif_response_t);
+  OFF("blkif_response_t", blkif_response_t, id);
+  OFF("blkif_response_t", blkif_response_t, operation);
+  OFF("blkif_response_t", blkif_response_t, status);
+  SIZE("struct blkif_sring", struct blkif_sring);
+  OFF("struct blkif_sring", struct blkif_sring, req_prod);
+  OFF("struct blkif_sring", struct blkif_sring, req_event);
+  OFF("struct blkif_sring", struct blkif_sring, rsp_prod);
+  OFF("struct blkif_sring", struct blkif_sring, rsp_event);
+  OFF("struct blkif_sring", struct blkif_sring, pvt);
+  OFF("struct blkif_sring", struct blkif_sring, pvt.netif);
+  OFF("struct blkif_sring", struct blkif_sring, pvt.netif.smartpoll_active);
+  OFF("struct blkif_sring", struct blkif_sring, pvt.tapif_user);
+  OFF("struct blkif_sring", struct blkif_sring, pvt.tapif_user.msg);
+  OFF("struct blkif_sring", struct blkif_sring, pvt.pvt_pad);
+  OFF("struct blkif_sring", struct blkif_sring, __pad);
+  OFF("struct blkif_sring", struct blkif_sring, ring);
+
+  /* io/netif.ts */
+  SIZE("struct netif_extra_info", struct netif_extra_info);
+  OFF("struct netif_extra_info", struct netif_extra_info, type);
+  OFF("struct netif_extra_info", struct netif_extra_info, flags);
+  OFF("struct netif_extra_info", struct netif_extra_info, u);
+  OFF("struct netif_extra_info", struct netif_extra_info, u.gso);
+  OFF("struct netif_extra_info", struct netif_extra_info, u.gso.size);
+  OFF("struct netif_extra_info", struct netif_extra_info, u.gso.type);
+  OFF("struct netif_extra_info", struct netif_extra_info, u.gso.pad);
+  OFF("struct netif_extra_info", struct netif_extra_info, u.gso.features);
+  OFF("struct netif_extra_info", struct netif_extra_info, u.mcast);
+  OFF("struct netif_extra_info", struct netif_extra_info, u.mcast.addr);
+  OFF("struct netif_extra_info", struct netif_extra_info, u.hash);
+  OFF("struct netif_extra_info", struct netif_extra_info, u.hash.type);
+  OFF("struct netif_extra_info", struct netif_extra_info, u.hash.algorithm);
+  OFF("struct netif_extra_info", struct netif_extra_info, u.hash.value);
+  OFF("struct netif_extra_info", struct netif_extra_info, u.pad);
+  SIZE("netif_rx_request_t", netif_rx_request_t);
+  OFF("netif_rx_request_t", netif_rx_request_t, id);
+  OFF("netif_rx_request_t", netif_rx_request_t, pad);
+  OFF("netif_rx_request_t", netif_rx_request_t, gref);
+  SIZE("netif_rx_response_t", netif_rx_response_t);
+  OFF("netif_rx_response_t", netif_rx_response_t, id);
+  OFF("netif_rx_response_t", netif_rx_response_t, offset);
+  OFF("netif_rx_response_t", netif_rx_response_t, flags);
+  OFF("netif_rx_response_t", netif_rx_response_t, status);
+  SIZE("struct netif_rx_sring", struct netif_rx_sring);
+  OFF("struct netif_rx_sring", struct netif_rx_sring, req_prod);
+  OFF("struct netif_rx_sring", struct netif_rx_sring, req_event);
+  OFF("struct netif_rx_sring", struct netif_rx_sring, rsp_prod);
+  OFF("struct netif_rx_sring", struct netif_rx_sring, rsp_event);
+  OFF("struct netif_rx_sring", struct netif_rx_sring, pvt);
+  OFF("struct netif_rx_sring", struct netif_rx_sring, pvt.netif);
+  OFF("struct netif_rx_sring", struct netif_rx_sring, pvt.netif.smartpoll_active);
+  OFF("struct netif_rx_sring", struct netif_rx_sring, pvt.tapif_user);
+  OFF("struct netif_rx_sring", struct netif_rx_sring, pvt.tapif_user.msg);
+  OFF("struct netif_rx_sring", struct netif_rx_sring, pvt.pvt_pad);
+  OFF("struct netif_rx_sring", struct netif_rx_sring, __pad);
+  OFF("struct netif_rx_sring", struct netif_rx_sring, ring);
+  SIZE("netif_tx_request_t", netif_tx_request_t);
+  OFF("netif_tx_request_t", netif_tx_request_t, gref);
+  OFF("netif_tx_request_t", netif_tx_request_t, offset);
+  OFF("netif_tx_request_t", netif_tx_request_t, flags);
+  OFF("netif_tx_request_t", netif_tx_request_t, id);
+  OFF("netif_tx_request_t", netif_tx_request_t, size);
+  SIZE("netif_tx_response_t", netif_tx_response_t);
+  OFF("netif_tx_response_t", netif_tx_response_t, id);
+  OFF("netif_tx_response_t", netif_tx_response_t, status);
+  SIZE("struct netif_tx_sring", struct netif_tx_sring);
+  OFF("struct netif_tx_sring", struct netif_tx_sring, req_prod);
+  OFF("struct netif_tx_sring", struct netif_tx_sring, req_event);
+  OFF("struct netif_tx_sring", struct netif_tx_sring, rsp_prod);
+  OFF("struct netif_tx_sring", struct netif_tx_sring, rsp_event);
+  OFF("struct netif_tx_sring", struct netif_tx_sring, pvt);
+  OFF("struct netif_tx_sring", struct netif_tx_sring, pvt.netif);
+  OFF("struct netif_tx_sring", struct netif_tx_sring, pvt.netif.smartpoll_active);
+  OFF("struct netif_tx_sring", struct netif_tx_sring, pvt.tapif_user);
+  OFF("struct netif_tx_sring", struct netif_tx_sring, pvt.tapif_user.msg);
+  OFF("struct netif_tx_sring", struct netif_tx_sring, pvt.pvt_pad);
+  OFF("struct netif_tx_sring", struct netif_tx_sring, __pad);
+  OFF("struct netif_tx_sring", struct netif_tx_sring, ring);
+
+  /* io/console.ts */
+  SIZE("struct xencons_interface", struct xencons_interface);
+  OFF("struct xencons_interface", struct xencons_interface, in);
+  OFF("struct xencons_interface", struct xencons_interface, out);
+  OFF("struct xencons_interface", struct xencons_interface, in_cons);
+  OFF("struct xencons_interface", struct xencons_interface, in_prod);
+  OFF("struct xencons_interface", struct xencons_interface, out_cons);
+  OFF("struct xencons_interface", struct xencons_interface, out_prod);
+
+  /* io/xs_wire.ts */
+  SIZE("struct xenstore_domain_interface", struct xenstore_domain_interface);
+  OFF("struct xenstore_domain_interface", struct xenstore_domain_interface, req);
+  OFF("struct xenstore_domain_interface", struct xenstore_domain_interface, rsp);
+  OFF("struct xenstore_domain_interface", struct xenstore_domain_interface, req_cons);
+  OFF("struct xenstore_domain_interface", struct xenstore_domain_interface, req_prod);
+  OFF("struct xenstore_domain_interface", struct xenstore_domain_interface, rsp_cons);
+  OFF("struct xenstore_domain_interface", struct xenstore_domain_interface, rsp_prod);
+  OFF("struct xenstore_domain_interface", struct xenstore_domain_interface, server_features);
+  OFF("struct xenstore_domain_interface", struct xenstore_domain_interface, connection);
+  OFF("struct xenstore_domain_interface", struct xenstore_domain_interface, error);
+  SIZE("struct xsd_sockmsg", struct xsd_sockmsg);
+  OFF("struct xsd_sockmsg", struct xsd_sockmsg, type);
+  OFF("struct xsd_sockmsg", struct xsd_sockmsg, req_id);
+  OFF("struct xsd_sockmsg", struct xsd_sockmsg, tx_id);
+  OFF("struct xsd_sockmsg", struct xsd_sockmsg, len);
+}
+
+static void constants(void)
+{
+  /* xen.ts */
+  CONST(CONSOLEIO_read);
+  CONST(CONSOLEIO_write);
+  CONST(DOMID_COW);
+  CONST(DOMID_FIRST_RESERVED);
+  CONST(DOMID_IDLE);
+  CONST(DOMID_INVALID);
+  CONST(DOMID_IO);
+  CONST(DOMID_MASK);
+  CONST(DOMID_SELF);
+  CONST(DOMID_XEN);
+  CONST_AS("EVTCHN_WORDS", sizeof(xen_ulong_t) * 8);
+  CONST(MAX_GUEST_CMDLINE);
+  CONST(MMUEXT_CLEAR_PAGE);
+  CONST(MMUEXT_COPY_PAGE);
+  CONST(MMUEXT_FLUSH_CACHE);
+  CONST(MMUEXT_FLUSH_CACHE_GLOBAL);
+  CONST(MMUEXT_INVLPG_ALL);
+  CONST(MMUEXT_INVLPG_LOCAL);
+  CONST(MMUEXT_INVLPG_MULTI);
+  CONST(MMUEXT_MARK_SUPER);
+  CONST(MMUEXT_NEW_BASEPTR);
+  CONST(MMUEXT_NEW_USER_BASEPTR);
+  CONST(MMUEXT_PIN_L1_TABLE);
+  CONST(MMUEXT_PIN_L2_TABLE);
+  CONST(MMUEXT_PIN_L3_TABLE);
+  CONST(MMUEXT_PIN_L4_TABLE);
+  CONST(MMUEXT_SET_LDT);
+  CONST(MMUEXT_TLB_FLUSH_ALL);
+  CONST(MMUEXT_TLB_FLUSH_LOCAL);
+  CONST(MMUEXT_TLB_FLUSH_MULTI);
+  CONST(MMUEXT_UNMARK_SUPER);
+  CONST(MMUEXT_UNPIN_TABLE);
+  CONST(MMU_MACHPHYS_UPDATE);
+  CONST(MMU_NORMAL_PT_UPDATE);
+  CONST(MMU_PT_UPDATE_NO_TRANSLATE);
+  CONST(MMU_PT_UPDATE_PRESERVE_AD);
+  CONST(NR_VIRQS);
+  CONST(SIF_INITDOMAIN);
+  CONST(SIF_MOD_START_PFN);
+  CONST(SIF_MULTIBOOT_MOD);
+  CONST(SIF_PM_MASK);
+  CONST(SIF_PRIVILEGED);
+  CONST(SIF_VIRT_P2M_4TOOLS);
+  CONST(UVMF_ALL);
+  CONST(UVMF_FLUSHTYPE_MASK);
+  CONST(UVMF_INVLPG);
+  CONST(UVMF_LOCAL);
+  CONST(UVMF_MULTI);
+  CONST(UVMF_NONE);
+  CONST(UVMF_TLB_FLUSH);
+  CONST(VIRQ_ARCH_0);
+  CONST(VIRQ_ARCH_1);
+  CONST(VIRQ_ARCH_2);
+  CONST(VIRQ_ARCH_3);
+  CONST(VIRQ_ARCH_4);
+  CONST(VIRQ_ARCH_5);
+  CONST(VIRQ_ARCH_6);
+  CONST(VIRQ_ARCH_7);
+  CONST(VIRQ_ARGO);
+  CONST(VIRQ_CONSOLE);
+  CONST(VIRQ_CON_RING);
+  CONST(VIRQ_DEBUG);
+  CONST(VIRQ_DEBUGGER);
+  CONST(VIRQ_DOM_EXC);
+  CONST(VIRQ_ENOMEM);
+  CONST(VIRQ_MEM_EVENT);
+  CONST(VIRQ_PCPU_STATE);
+  CONST(VIRQ_TBUF);
+  CONST(VIRQ_TIMER);
+  CONST(VIRQ_XENOPROF);
+  CONST(VIRQ_XENPMU);
+  CONST(VMASST_CMD_disable);
+  CONST(VMASST_CMD_enable);
+  CONST(VMASST_TYPE_4gb_segments);
+  CONST(VMASST_TYPE_4gb_segments_notify);
+  CONST(VMASST_TYPE_architectural_iopl);
+  CONST(VMASST_TYPE_m2p_strict);
+  CONST(VMASST_TYPE_pae_extended_cr3);
+  CONST(VMASST_TYPE_runstate_update_flag);
+  CONST(VMASST_TYPE_writable_pagetables);
+  CONST(XENVER_build_id);
+  CONST(XENVER_capabilities);
+  CONST(XENVER_changeset);
+  CONST(XENVER_commandline);
+  CONST(XENVER_compile_info);
+  CONST(XENVER_extraversion);
+  CONST(XENVER_get_features);
+  CONST(XENVER_guest_handle);
+  CONST(XENVER_pagesize);
+  CONST(XENVER_platform_parameters);
+  CONST(XENVER_version);
+  CONST(XEN_CAPABILITIES_INFO_LEN);
+  CONST(XEN_CHANGESET_INFO_LEN);
+  CONST(XEN_EXTRAVERSION_LEN);
+  CONST(XEN_LEGACY_MAX_VCPUS);
+  CONST(XEN_PVCLOCK_GUEST_STOPPED);
+  CONST(XEN_PVCLOCK_TSC_STABLE_BIT);
+  CONST(__HYPERVISOR_arch_0);
+  CONST(__HYPERVISOR_arch_1);
+  CONST(__HYPERVISOR_arch_2);
+  CONST(__HYPERVISOR_arch_3);
+  CONST(__HYPERVISOR_arch_4);
+  CONST(__HYPERVISOR_arch_5);
+  CONST(__HYPERVISOR_arch_6);
+  CONST(__HYPERVISOR_arch_7);
+  CONST(__HYPERVISOR_argo_op);
+  CONST(__HYPERVISOR_callback_op);
+  CONST(__HYPERVISOR_console_io);
+  CONST(__HYPERVISOR_dm_op);
+  CONST(__HYPERVISOR_domctl);
+  CONST(__HYPERVISOR_event_channel_op);
+  CONST(__HYPERVISOR_event_channel_op_compat);
+  CONST(__HYPERVISOR_fpu_taskswitch);
+  CONST(__HYPERVISOR_get_debugreg);
+  CONST(__HYPERVISOR_grant_table_op);
+  CONST(__HYPERVISOR_hvm_op);
+  CONST(__HYPERVISOR_hypfs_op);
+  CONST(__HYPERVISOR_iret);
+  CONST(__HYPERVISOR_kexec_op);
+  CONST(__HYPERVISOR_memory_op);
+  CONST(__HYPERVISOR_mmu_update);
+  CONST(__HYPERVISOR_mmuext_op);
+  CONST(__HYPERVISOR_multicall);
+  CONST(__HYPERVISOR_nmi_op);
+  CONST(__HYPERVISOR_physdev_op);
+  CONST(__HYPERVISOR_physdev_op_compat);
+  CONST(__HYPERVISOR_platform_op);
+  CONST(__HYPERVISOR_sched_op);
+  CONST(__HYPERVISOR_sched_op_compat);
+  CONST(__HYPERVISOR_set_callbacks);
+  CONST(__HYPERVISOR_set_debugreg);
+  CONST(__HYPERVISOR_set_gdt);
+  CONST(__HYPERVISOR_set_segment_base);
+  CONST(__HYPERVISOR_set_timer_op);
+  CONST(__HYPERVISOR_set_trap_table);
+  CONST(__HYPERVISOR_stack_switch);
+  CONST(__HYPERVISOR_sysctl);
+  CONST(__HYPERVISOR_tmem_op);
+  CONST(__HYPERVISOR_update_descriptor);
+  CONST(__HYPERVISOR_update_va_mapping);
+  CONST(__HYPERVISOR_update_va_mapping_otherdomain);
+  CONST(__HYPERVISOR_vcpu_op);
+  CONST(__HYPERVISOR_vm_assist);
+  CONST(__HYPERVISOR_xen_version);
+  CONST(__HYPERVISOR_xenoprof_op);
+  CONST(__HYPERVISOR_xenpmu_op);
+  CONST(__HYPERVISOR_xsm_op);
+
+  /* arch-x86_64.ts */
+  CONST(FIRST_RESERVED_GDT_BYTE);
+  CONST(FIRST_RESERVED_GDT_ENTRY);
+  CONST(FIRST_RESERVED_GDT_PAGE);
+  CONST(FLAT_KERNEL_CS);
+  CONST(FLAT_KERNEL_CS32);
+  CONST(FLAT_KERNEL_CS64);
+  CONST(FLAT_KERNEL_DS);
+  CONST(FLAT_KERNEL_DS32);
+  CONST(FLAT_KERNEL_DS64);
+  CONST(FLAT_KERNEL_SS);
+  CONST(FLAT_KERNEL_SS32);
+  CONST(FLAT_KERNEL_SS64);
+  CONST(FLAT_RING3_CS32);
+  CONST(FLAT_RING3_CS64);
+  CONST(FLAT_RING3_DS32);
+  CONST(FLAT_RING3_DS64);
+  CONST(FLAT_RING3_SS32);
+  CONST(FLAT_RING3_SS64);
+  CONST(FLAT_USER_CS);
+  CONST(FLAT_USER_CS32);
+  CONST(FLAT_USER_CS64);
+  CONST(FLAT_USER_DS);
+  CONST(FLAT_USER_DS32);
+  CONST(FLAT_USER_DS64);
+  CONST(FLAT_USER_SS);
+  CONST(FLAT_USER_SS32);
+  CONST(FLAT_USER_SS64);
+  CONST(HYPERVISOR_VIRT_END);
+  CONST(HYPERVISOR_VIRT_START);
+  CONST(MACH2PHYS_NR_ENTRIES);
+  CONST(MACH2PHYS_VIRT_END);
+  CONST(MACH2PHYS_VIRT_START);
+  CONST(SEGBASE_FS);
+  CONST(SEGBASE_GS_KERNEL);
+  CONST(SEGBASE_GS_USER);
+  CONST(SEGBASE_GS_USER_SEL);
+  CONST(VGCF_I387_VALID);
+  CONST(VGCF_IN_KERNEL);
+  CONST(VGCF_IN_SYSCALL);
+  CONST(VGCF_failsafe_disables_events);
+  CONST(VGCF_i387_valid);
+  CONST(VGCF_in_kernel);
+  CONST(VGCF_in_syscall);
+  CONST(VGCF_online);
+  CONST(VGCF_syscall_disables_events);
+  CONST(_VGCF_failsafe_disables_events);
+  CONST(_VGCF_i387_valid);
+  CONST(_VGCF_in_kernel);
+  CONST(_VGCF_in_syscall);
+  CONST(_VGCF_online);
+  CONST(_VGCF_syscall_disables_events);
+
+  /* sched.ts */
+  CONST(SCHEDOP_block);
+  CONST(SCHEDOP_pin_override);
+  CONST(SCHEDOP_poll);
+  CONST(SCHEDOP_remote_shutdown);
+  CONST(SCHEDOP_shutdown);
+  CONST(SCHEDOP_shutdown_code);
+  CONST(SCHEDOP_watchdog);
+  CONST(SCHEDOP_yield);
+  CONST(SHUTDOWN_MAX);
+  CONST(SHUTDOWN_crash);
+  CONST(SHUTDOWN_poweroff);
+  CONST(SHUTDOWN_reboot);
+  CONST(SHUTDOWN_soft_reset);
+  CONST(SHUTDOWN_suspend);
+  CONST(SHUTDOWN_watchdog);
+
+  /* event_channel.ts */
+  CONST(BIND_PIRQ__WILL_SHARE);
+  CONST(EVTCHNOP_alloc_unbound);
+  CONST(EVTCHNOP_bind_interdomain);
+  CONST(EVTCHNOP_bind_ipi);
+  CONST(EVTCHNOP_bind_pirq);
+  CONST(EVTCHNOP_bind_vcpu);
+  CONST(EVTCHNOP_bind_virq);
+  CONST(EVTCHNOP_close);
+  CONST(EVTCHNOP_expand_array);
+  CONST(EVTCHNOP_init_control);
+  CONST(EVTCHNOP_reset);
+  CONST(EVTCHNOP_send);
+  CONST(EVTCHNOP_set_priority);
+  CONST(EVTCHNOP_status);
+  CONST(EVTCHNOP_unmask);
+  CONST(EVTCHNSTAT_closed);
+  CONST(EVTCHNSTAT_interdomain);
+  CONST(EVTCHNSTAT_ipi);
+  CONST(EVTCHNSTAT_pirq);
+  CONST(EVTCHNSTAT_unbound);
+  CONST(EVTCHNSTAT_virq);
+  CONST(EVTCHN_2L_NR_CHANNELS);
+
+  /* grant_table.ts */
+  CONST(GNTCOPY_dest_gref);
+  CONST(GNTCOPY_source_gref);
+  CONST(GNTMAP_application_map);
+  CONST(GNTMAP_contains_pte);
+  CONST(GNTMAP_device_map);
+  CONST(GNTMAP_guest_avail_mask);
+  CONST(GNTMAP_host_map);
+  CONST(GNTMAP_readonly);
+  CONST(GNTST_address_too_big);
+  CONST(GNTST_bad_copy_arg);
+  CONST(GNTST_bad_dev_addr);
+  CONST(GNTST_bad_domain);
+  CONST(GNTST_bad_gntref);
+  CONST(GNTST_bad_handle);
+  CONST(GNTST_bad_page);
+  CONST(GNTST_bad_virt_addr);
+  CONST(GNTST_eagain);
+  CONST(GNTST_general_error);
+  CONST(GNTST_no_device_space);
+  CONST(GNTST_no_space);
+  CONST(GNTST_okay);
+  CONST(GNTST_permission_denied);
+  CONST(GNTTABOP_cache_flush);
+  CONST(GNTTABOP_copy);
+  CONST(GNTTABOP_dump_table);
+  CONST(GNTTABOP_get_status_frames);
+  CONST(GNTTABOP_get_version);
+  CONST(GNTTABOP_map_grant_ref);
+  CONST(GNTTABOP_query_size);
+  CONST(GNTTABOP_set_version);
+  CONST(GNTTABOP_setup_table);
+  CONST(GNTTABOP_swap_grant_ref);
+  CONST(GNTTABOP_transfer);
+  CONST(GNTTABOP_unmap_and_replace);
+  CONST(GNTTABOP_unmap_grant_ref);
+  CONST(GNTTAB_NR_RESERVED_ENTRIES);
+  CONST(GNTTAB_RESERVED_CONSOLE);
+  CONST(GNTTAB_RESERVED_XENSTORE);
+  CONST_AS("GRANT_ENTRIES_V1_PER_FRAME", 4096 / sizeof(grant_entry_v1_t));
+  CONST(GTF_PAT);
+  CONST(GTF_PCD);
+  CONST(GTF_PWT);
+  CONST(GTF_accept_transfer);
+  CONST(GTF_invalid);
+  CONST(GTF_permit_access);
+  CONST(GTF_reading);
+  CONST(GTF_readonly);
+  CONST(GTF_sub_page);
+  CONST(GTF_transfer_committed);
+  CONST(GTF_transfer_completed);
+  CONST(GTF_transitive);
+  CONST(GTF_type_mask);
+  CONST(GTF_writing);
+  CONST(_GNTCOPY_dest_gref);
+  CONST(_GNTCOPY_source_gref);
+  CONST(_GNTMAP_application_map);
+  CONST(_GNTMAP_contains_pte);
+  CONST(_GNTMAP_device_map);
+  CONST(_GNTMAP_guest_avail0);
+  CONST(_GNTMAP_host_map);
+  CONST(_GNTMAP_readonly);
+  CONST(_GTF_PAT);
+  CONST(_GTF_PCD);
+  CONST(_GTF_PWT);
+  CONST(_GTF_reading);
+  CONST(_GTF_readonly);
+  CONST(_GTF_sub_page);
+  CONST(_GTF_transfer_committed);
+  CONST(_GTF_transfer_completed);
+  CONST(_GTF_writing);
+
+  /* memory.ts */
+  CONST(XENMAPIDX_grant_table_status);
+  CONST(XENMAPSPACE_dev_mmio);
+  CONST(XENMAPSPACE_gmfn);
+  CONST(XENMAPSPACE_gmfn_foreign);
+  CONST(XENMAPSPACE_gmfn_range);
+  CONST(XENMAPSPACE_grant_table);
+  CONST(XENMAPSPACE_shared_info);
+  CONST(XENMEMF_exact_node_request);
+  CONST(XENMEMF_populate_on_demand);
+  CONST(XENMEMF_vnode);
+  CONST(XENMEM_access_op);
+  CONST(XENMEM_acquire_resource);
+  CONST(XENMEM_add_to_physmap);
+  CONST(XENMEM_add_to_physmap_batch);
+  CONST(XENMEM_claim_pages);
+  CONST(XENMEM_current_reservation);
+  CONST(XENMEM_decrease_reservation);
+  CONST(XENMEM_exchange);
+  CONST(XENMEM_get_pod_target);
+  CONST(XENMEM_get_sharing_freed_pages);
+  CONST(XENMEM_get_sharing_shared_pages);
+  CONST(XENMEM_get_vnumainfo);
+  CONST(XENMEM_increase_reservation);
+  CONST(XENMEM_machine_memory_map);
+  CONST(XENMEM_machphys_compat_mfn_list);
+  CONST(XENMEM_machphys_mapping);
+  CONST(XENMEM_machphys_mfn_list);
+  CONST(XENMEM_maximum_gpfn);
+  CONST(XENMEM_maximum_ram_page);
+  CONST(XENMEM_maximum_reservation);
+  CONST(XENMEM_memory_map);
+  CONST(XENMEM_paging_op);
+  CONST(XENMEM_populate_physmap);
+  CONST(XENMEM_remove_from_physmap);
+  CONST(XENMEM_reserved_device_memory_map);
+  CONST(XENMEM_set_memory_map);
+  CONST(XENMEM_set_pod_target);
+  CONST(XENMEM_sharing_op);
+
+  /* vcpu.ts */
+  CONST(RUNSTATE_blocked);
+  CONST(RUNSTATE_offline);
+  CONST(RUNSTATE_runnable);
+  CONST(RUNSTATE_running);
+  CONST(VCPUOP_down);
+  CONST(VCPUOP_get_physid);
+  CONST(VCPUOP_get_runstate_info);
+  CONST(VCPUOP_initialise);
+  CONST(VCPUOP_is_up);
+  CONST(VCPUOP_register_runstate_memory_area);
+  CONST(VCPUOP_register_vcpu_info);
+  CONST(VCPUOP_register_vcpu_time_memory_area);
+  CONST(VCPUOP_send_nmi);
+  CONST(VCPUOP_set_periodic_timer);
+  CONST(VCPUOP_set_singleshot_timer);
+  CONST(VCPUOP_stop_periodic_timer);
+  CONST(VCPUOP_stop_singleshot_timer);
+  CONST(VCPUOP_up);
+  CONST(VCPU_SSHOTTMR_future);
+  CONST(XEN_RUNSTATE_UPDATE);
+  CONST(_VCPU_SSHOTTMR_future);
+
+  /* callback.ts */
+  CONST(CALLBACKF_mask_events);
+  CONST(CALLBACKOP_register);
+  CONST(CALLBACKOP_unregister);
+  CONST(CALLBACKTYPE_event);
+  CONST(CALLBACKTYPE_failsafe);
+  CONST(CALLBACKTYPE_nmi);
+  CONST(CALLBACKTYPE_syscall);
+  CONST(CALLBACKTYPE_syscall32);
+  CONST(CALLBACKTYPE_sysenter);
+  CONST(CALLBACKTYPE_sysenter_deprecated);
+  CONST(_CALLBACKF_mask_events);
+
+  /* elfnote.ts */
+  CONST(XEN_ELFNOTE_BSD_SYMTAB);
+  CONST(XEN_ELFNOTE_CRASH_INFO);
+  CONST(XEN_ELFNOTE_CRASH_REGS);
+  CONST(XEN_ELFNOTE_DUMPCORE_FORMAT_VERSION);
+  CONST(XEN_ELFNOTE_DUMPCORE_HEADER);
+  CONST(XEN_ELFNOTE_DUMPCORE_NONE);
+  CONST(XEN_ELFNOTE_DUMPCORE_XEN_VERSION);
+  CONST(XEN_ELFNOTE_ENTRY);
+  CONST(XEN_ELFNOTE_FEATURES);
+  CONST(XEN_ELFNOTE_GUEST_OS);
+  CONST(XEN_ELFNOTE_GUEST_VERSION);
+  CONST(XEN_ELFNOTE_HV_START_LOW);
+  CONST(XEN_ELFNOTE_HYPERCALL_PAGE);
+  CONST(XEN_ELFNOTE_INFO);
+  CONST(XEN_ELFNOTE_INIT_P2M);
+  CONST(XEN_ELFNOTE_L1_MFN_VALID);
+  CONST(XEN_ELFNOTE_LOADER);
+  CONST(XEN_ELFNOTE_MAX);
+  CONST(XEN_ELFNOTE_MOD_START_PFN);
+  CONST(XEN_ELFNOTE_PADDR_OFFSET);
+  CONST(XEN_ELFNOTE_PAE_MODE);
+  CONST(XEN_ELFNOTE_PHYS32_ENTRY);
+  CONST(XEN_ELFNOTE_SUPPORTED_FEATURES);
+  CONST(XEN_ELFNOTE_SUSPEND_CANCEL);
+  CONST(XEN_ELFNOTE_VIRT_BASE);
+  CONST(XEN_ELFNOTE_XEN_VERSION);
+
+  /* features.ts */
+  CONST(XENFEAT_ARM_SMCCC_supported);
+  CONST(XENFEAT_NR_SUBMAPS);
+  CONST(XENFEAT_auto_translated_physmap);
+  CONST(XENFEAT_direct_mapped);
+  CONST(XENFEAT_dom0);
+  CONST(XENFEAT_gnttab_map_avail_bits);
+  CONST(XENFEAT_highmem_assist);
+  CONST(XENFEAT_hvm_callback_vector);
+  CONST(XENFEAT_hvm_pirqs);
+  CONST(XENFEAT_hvm_safe_pvclock);
+  CONST(XENFEAT_linux_rsdp_unrestricted);
+  CONST(XENFEAT_memory_op_vnode_supported);
+  CONST(XENFEAT_mmu_pt_update_preserve_ad);
+  CONST(XENFEAT_not_direct_mapped);
+  CONST(XENFEAT_pae_pgdir_above_4gb);
+  CONST(XENFEAT_supervisor_mode_kernel);
+  CONST(XENFEAT_writable_descriptor_tables);
+  CONST(XENFEAT_writable_page_tables);
+
+  /* errno.ts */
+  CONST_AS("E2BIG", XEN_E2BIG);
+  CONST_AS("EACCES", XEN_EACCES);
+  CONST_AS("EADDRINUSE", XEN_EADDRINUSE);
+  CONST_AS("EADDRNOTAVAIL", XEN_EADDRNOTAVAIL);
+  CONST_AS("EAGAIN", XEN_EAGAIN);
+  CONST_AS("EBADF", XEN_EBADF);
+  CONST_AS("EBADMSG", XEN_EBADMSG);
+  CONST_AS("EBUSY", XEN_EBUSY);
+  CONST_AS("ECHILD", XEN_ECHILD);
+  CONST_AS("ECONNREFUSED", XEN_ECONNREFUSED);
+  CONST_AS("EDEADLK", XEN_EDEADLK);
+  CONST_AS("EDEADLOCK", XEN_EDEADLOCK);
+  CONST_AS("EDOM", XEN_EDOM);
+  CONST_AS("EEXIST", XEN_EEXIST);
+  CONST_AS("EFAULT", XEN_EFAULT);
+  CONST_AS("EILSEQ", XEN_EILSEQ);
+  CONST_AS("EINVAL", XEN_EINVAL);
+  CONST_AS("EIO", XEN_EIO);
+  CONST_AS("EISCONN", XEN_EISCONN);
+  CONST_AS("EISDIR", XEN_EISDIR);
+  CONST_AS("EMFILE", XEN_EMFILE);
+  CONST_AS("EMLINK", XEN_EMLINK);
+  CONST_AS("EMSGSIZE", XEN_EMSGSIZE);
+  CONST_AS("ENAMETOOLONG", XEN_ENAMETOOLONG);
+  CONST_AS("ENFILE", XEN_ENFILE);
+  CONST_AS("ENOBUFS", XEN_ENOBUFS);
+  CONST_AS("ENODATA", XEN_ENODATA);
+  CONST_AS("ENODEV", XEN_ENODEV);
+  CONST_AS("ENOENT", XEN_ENOENT);
+  CONST_AS("ENOEXEC", XEN_ENOEXEC);
+  CONST_AS("ENOLCK", XEN_ENOLCK);
+  CONST_AS("ENOMEM", XEN_ENOMEM);
+  CONST_AS("ENOSPC", XEN_ENOSPC);
+  CONST_AS("ENOSYS", XEN_ENOSYS);
+  CONST_AS("ENOTCONN", XEN_ENOTCONN);
+  CONST_AS("ENOTDIR", XEN_ENOTDIR);
+  CONST_AS("ENOTEMPTY", XEN_ENOTEMPTY);
+  CONST_AS("ENOTSOCK", XEN_ENOTSOCK);
+  CONST_AS("ENXIO", XEN_ENXIO);
+  CONST_AS("EOPNOTSUPP", XEN_EOPNOTSUPP);
+  CONST_AS("EOVERFLOW", XEN_EOVERFLOW);
+  CONST_AS("EPERM", XEN_EPERM);
+  CONST_AS("ERANGE", XEN_ERANGE);
+  CONST_AS("EROFS", XEN_EROFS);
+  CONST_AS("ESRCH", XEN_ESRCH);
+  CONST_AS("ETIME", XEN_ETIME);
+  CONST_AS("ETIMEDOUT", XEN_ETIMEDOUT);
+  CONST_AS("EWOULDBLOCK", XEN_EWOULDBLOCK);
+  CONST_AS("EXDEV", XEN_EXDEV);
+
+  /* domctl.ts */
+  CONST(XEN_DOMCTL_CDF_MAX);
+  CONST(XEN_DOMCTL_CDF_hap);
+  CONST(XEN_DOMCTL_CDF_hvm);
+  CONST(XEN_DOMCTL_CDF_iommu);
+  CONST(XEN_DOMCTL_CDF_nested_virt);
+  CONST(XEN_DOMCTL_CDF_oos_off);
+  CONST(XEN_DOMCTL_CDF_s3_integrity);
+  CONST(XEN_DOMCTL_CDF_vpmu);
+  CONST(XEN_DOMCTL_CDF_xs_domain);
+  CONST(XEN_DOMCTL_INTERFACE_VERSION);
+  CONST(XEN_DOMCTL_PFINFO_BROKEN);
+  CONST(XEN_DOMCTL_PFINFO_L1TAB);
+  CONST(XEN_DOMCTL_PFINFO_L2TAB);
+  CONST(XEN_DOMCTL_PFINFO_L3TAB);
+  CONST(XEN_DOMCTL_PFINFO_L4TAB);
+  CONST(XEN_DOMCTL_PFINFO_LPINTAB);
+  CONST(XEN_DOMCTL_PFINFO_LTABTYPE_MASK);
+  CONST(XEN_DOMCTL_PFINFO_LTAB_MASK);
+  CONST(XEN_DOMCTL_PFINFO_LTAB_SHIFT);
+  CONST(XEN_DOMCTL_PFINFO_NOTAB);
+  CONST(XEN_DOMCTL_PFINFO_XALLOC);
+  CONST(XEN_DOMCTL_PFINFO_XTAB);
+  CONST(XEN_DOMCTL_SHADOW_ENABLE_EXTERNAL);
+  CONST(XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY);
+  CONST(XEN_DOMCTL_SHADOW_ENABLE_REFCOUNT);
+  CONST(XEN_DOMCTL_SHADOW_ENABLE_TRANSLATE);
+  CONST(XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL);
+  CONST(XEN_DOMCTL_SHADOW_OP_CLEAN);
+  CONST(XEN_DOMCTL_SHADOW_OP_ENABLE);
+  CONST(XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY);
+  CONST(XEN_DOMCTL_SHADOW_OP_ENABLE_TEST);
+  CONST(XEN_DOMCTL_SHADOW_OP_GET_ALLOCATION);
+  CONST(XEN_DOMCTL_SHADOW_OP_OFF);
+  CONST(XEN_DOMCTL_SHADOW_OP_PEEK);
+  CONST(XEN_DOMCTL_SHADOW_OP_SET_ALLOCATION);
+  CONST(XEN_DOMCTL_createdomain);
+  CONST(XEN_DOMCTL_destroydomain);
+  CONST(XEN_DOMCTL_get_address_size);
+  CONST(XEN_DOMCTL_get_ext_vcpucontext);
+  CONST(XEN_DOMCTL_getdomaininfo);
+  CONST(XEN_DOMCTL_getpageframeinfo3);
+  CONST(XEN_DOMCTL_gettscinfo);
+  CONST(XEN_DOMCTL_getvcpuaffinity);
+  CONST(XEN_DOMCTL_getvcpucontext);
+  CONST(XEN_DOMCTL_getvcpuinfo);
+  CONST(XEN_DOMCTL_hypercall_init);
+  CONST(XEN_DOMCTL_iomem_permission);
+  CONST(XEN_DOMCTL_ioport_permission);
+  CONST(XEN_DOMCTL_irq_permission);
+  CONST(XEN_DOMCTL_max_mem);
+  CONST(XEN_DOMCTL_max_vcpus);
+  CONST(XEN_DOMCTL_pausedomain);
+  CONST(XEN_DOMCTL_resumedomain);
+  CONST(XEN_DOMCTL_scheduler_op);
+  CONST(XEN_DOMCTL_sendtrigger);
+  CONST(XEN_DOMCTL_set_address_size);
+  CONST(XEN_DOMCTL_set_ext_vcpucontext);
+  CONST(XEN_DOMCTL_set_target);
+  CONST(XEN_DOMCTL_setdebugging);
+  CONST(XEN_DOMCTL_setdomainhandle);
+  CONST(XEN_DOMCTL_settimeoffset);
+  CONST(XEN_DOMCTL_settscinfo);
+  CONST(XEN_DOMCTL_setvcpuaffinity);
+  CONST(XEN_DOMCTL_setvcpucontext);
+  CONST(XEN_DOMCTL_shadow_op);
+  CONST(XEN_DOMCTL_soft_reset);
+  CONST(XEN_DOMCTL_subscribe);
+  CONST(XEN_DOMCTL_unpausedomain);
+  CONST(XEN_DOMINF_blocked);
+  CONST(XEN_DOMINF_debugged);
+  CONST(XEN_DOMINF_dying);
+  CONST(XEN_DOMINF_hap);
+  CONST(XEN_DOMINF_hvm_guest);
+  CONST(XEN_DOMINF_paused);
+  CONST(XEN_DOMINF_running);
+  CONST(XEN_DOMINF_shutdown);
+  CONST(XEN_DOMINF_shutdownmask);
+  CONST(XEN_DOMINF_shutdownshift);
+  CONST(XEN_DOMINF_xs_domain);
+  CONST(XEN_INVALID_MAX_VCPU_ID);
+  CONST(XEN_SYSCTL_INTERFACE_VERSION);
+  CONST(XEN_SYSCTL_PHYSCAP_directio);
+  CONST(XEN_SYSCTL_PHYSCAP_gnttab_v1);
+  CONST(XEN_SYSCTL_PHYSCAP_gnttab_v2);
+  CONST(XEN_SYSCTL_PHYSCAP_hap);
+  CONST(XEN_SYSCTL_PHYSCAP_hvm);
+  CONST(XEN_SYSCTL_PHYSCAP_pv);
+  CONST(XEN_SYSCTL_PHYSCAP_shadow);
+  CONST(XEN_SYSCTL_availheap);
+  CONST(XEN_SYSCTL_debug_keys);
+  CONST(XEN_SYSCTL_getcpuinfo);
+  CONST(XEN_SYSCTL_getdomaininfolist);
+  CONST(XEN_SYSCTL_perfc_op);
+  CONST(XEN_SYSCTL_physinfo);
+  CONST(XEN_SYSCTL_readconsole);
+  CONST(XEN_SYSCTL_sched_id);
+  CONST(XEN_SYSCTL_tbuf_op);
+  CONST(_XEN_DOMCTL_CDF_hap);
+  CONST(_XEN_DOMCTL_CDF_hvm);
+  CONST(_XEN_DOMCTL_CDF_iommu);
+  CONST(_XEN_DOMCTL_CDF_nested_virt);
+  CONST(_XEN_DOMCTL_CDF_oos_off);
+  CONST(_XEN_DOMCTL_CDF_s3_integrity);
+  CONST(_XEN_DOMCTL_CDF_xs_domain);
+  CONST(_XEN_DOMINF_blocked);
+  CONST(_XEN_DOMINF_debugged);
+  CONST(_XEN_DOMINF_dying);
+  CONST(_XEN_DOMINF_hap);
+  CONST(_XEN_DOMINF_hvm_guest);
+  CONST(_XEN_DOMINF_paused);
+  CONST(_XEN_DOMINF_running);
+  CONST(_XEN_DOMINF_shutdown);
+  CONST(_XEN_DOMINF_xs_domain);
+  CONST(_XEN_SYSCTL_PHYSCAP_directio);
+  CONST(_XEN_SYSCTL_PHYSCAP_hap);
+  CONST(_XEN_SYSCTL_PHYSCAP_hvm);
+  CONST(_XEN_SYSCTL_PHYSCAP_pv);
+  CONST(_XEN_SYSCTL_PHYSCAP_shadow);
+
+  /* io/ring.ts */
+  CONST_AS("SRING_HEADER_SIZE", offsetof(struct blkif_sring, ring));
+
+  /* io/blkif.ts */
+  CONST(BLKIF_DISCARD_SECURE);
+  CONST(BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST);
+  CONST(BLKIF_MAX_SEGMENTS_PER_REQUEST);
+  CONST(BLKIF_OP_DISCARD);
+  CONST(BLKIF_OP_FLUSH_DISKCACHE);
+  CONST(BLKIF_OP_INDIRECT);
+  CONST(BLKIF_OP_READ);
+  CONST(BLKIF_OP_RESERVED_1);
+  CONST(BLKIF_OP_WRITE);
+  CONST(BLKIF_OP_WRITE_BARRIER);
+  CONST_AS("BLKIF_RING_SIZE", __CONST_RING_SIZE(blkif, 4096));
+  CONST(BLKIF_RSP_EOPNOTSUPP);
+  CONST(BLKIF_RSP_ERROR);
+  CONST(BLKIF_RSP_OKAY);
+  CONST(VDISK_CDROM);
+  CONST(VDISK_READONLY);
+  CONST(VDISK_REMOVABLE);
+  STR(XEN_IO_PROTO_ABI_ARM);
+  STR(XEN_IO_PROTO_ABI_NATIVE);
+  STR(XEN_IO_PROTO_ABI_X86_32);
+  STR(XEN_IO_PROTO_ABI_X86_64);
+
+  /* io/netif.ts */
+  CONST(NETIF_RSP_DROPPED);
+  CONST(NETIF_RSP_ERROR);
+  CONST(NETIF_RSP_NULL);
+  CONST(NETIF_RSP_OKAY);
+  CONST(NETRXF_csum_blank);
+  CONST(NETRXF_data_validated);
+  CONST(NETRXF_extra_info);
+  CONST(NETRXF_gso_prefix);
+  CONST(NETRXF_more_data);
+  CONST(NETTXF_csum_blank);
+  CONST(NETTXF_data_validated);
+  CONST(NETTXF_extra_info);
+  CONST(NETTXF_more_data);
+  CONST_AS("NET_RX_RING_SIZE", __CONST_RING_SIZE(netif_rx, 4096));
+  CONST_AS("NET_TX_RING_SIZE", __CONST_RING_SIZE(netif_tx, 4096));
+  CONST(XEN_NETIF_EXTRA_FLAG_MORE);
+  CONST(XEN_NETIF_EXTRA_TYPE_GSO);
+  CONST(XEN_NETIF_EXTRA_TYPE_HASH);
+  CONST(XEN_NETIF_EXTRA_TYPE_MAX);
+  CONST(XEN_NETIF_EXTRA_TYPE_MCAST_ADD);
+  CONST(XEN_NETIF_EXTRA_TYPE_MCAST_DEL);
+  CONST(XEN_NETIF_EXTRA_TYPE_NONE);
+  CONST(XEN_NETIF_GSO_TYPE_NONE);
+  CONST(XEN_NETIF_GSO_TYPE_TCPV4);
+  CONST(XEN_NETIF_GSO_TYPE_TCPV6);
+  CONST(XEN_NETIF_MAX_TX_SIZE);
+  CONST(XEN_NETIF_NR_SLOTS_MIN);
+  CONST(_NETRXF_csum_blank);
+  CONST(_NETRXF_data_validated);
+  CONST(_NETRXF_extra_info);
+  CONST(_NETRXF_gso_prefix);
+  CONST(_NETRXF_more_data);
+  CONST(_NETTXF_csum_blank);
+  CONST(_NETTXF_data_validated);
+  CONST(_NETTXF_extra_info);
+  CONST(_NETTXF_more_data);
+  CONST(_XEN_NETIF_EXTRA_FLAG_MORE);
+
+  /* io/console.ts */
+  CONST_AS("XENCONS_IN_SIZE", sizeof(((struct xencons_interface *)0)->in));
+  CONST_AS("XENCONS_OUT_SIZE", sizeof(((struct xencons_interface *)0)->out));
+
+  /* io/xenbus.ts */
+  CONST(XenbusStateClosed);
+  CONST(XenbusStateClosing);
+  CONST(XenbusStateConnected);
+  CONST(XenbusStateInitWait);
+  CONST(XenbusStateInitialised);
+  CONST(XenbusStateInitialising);
+  CONST(XenbusStateReconfigured);
+  CONST(XenbusStateReconfiguring);
+  CONST(XenbusStateUnknown);
+
+  /* io/xs_wire.ts */
+  CONST(XENSTORE_ABS_PATH_MAX);
+  CONST(XENSTORE_CONNECTED);
+  CONST(XENSTORE_ERROR_COMM);
+  CONST(XENSTORE_ERROR_NONE);
+  CONST(XENSTORE_ERROR_PROTO);
+  CONST(XENSTORE_ERROR_RINGIDX);
+  CONST(XENSTORE_PAYLOAD_MAX);
+  CONST(XENSTORE_RECONNECT);
+  CONST(XENSTORE_REL_PATH_MAX);
+  CONST(XENSTORE_RING_SIZE);
+  CONST(XENSTORE_SERVER_FEATURE_ERROR);
+  CONST(XENSTORE_SERVER_FEATURE_RECONNECTION);
+  CONST(XS_CONTROL);
+  CONST(XS_DEBUG);
+  CONST(XS_DIRECTORY);
+  CONST(XS_DIRECTORY_PART);
+  CONST(XS_ERROR);
+  CONST(XS_GET_DOMAIN_PATH);
+  CONST(XS_GET_PERMS);
+  CONST(XS_INTRODUCE);
+  CONST(XS_INVALID);
+  CONST(XS_IS_DOMAIN_INTRODUCED);
+  CONST(XS_MKDIR);
+  CONST(XS_READ);
+  CONST(XS_RELEASE);
+  CONST(XS_RESET_WATCHES);
+  CONST(XS_RESUME);
+  CONST(XS_RM);
+  CONST(XS_SET_PERMS);
+  CONST(XS_SET_TARGET);
+  CONST(XS_TRANSACTION_END);
+  CONST(XS_TRANSACTION_START);
+  CONST(XS_TYPE_COUNT);
+  CONST(XS_UNWATCH);
+  CONST(XS_WATCH);
+  CONST(XS_WATCH_EVENT);
+  CONST(XS_WRITE);
+}
+
+static void ctrl_if(void)
+{
+#ifdef XENPORT_HAVE_DOMAIN_CONTROLLER
+  SIZE("control_msg_t", control_msg_t);
+  OFF("control_msg_t", control_msg_t, type);
+  OFF("control_msg_t", control_msg_t, subtype);
+  OFF("control_msg_t", control_msg_t, id);
+  OFF("control_msg_t", control_msg_t, length);
+  OFF("control_msg_t", control_msg_t, msg);
+  SIZE("control_if_t", control_if_t);
+  OFF("control_if_t", control_if_t, tx_ring);
+  OFF("control_if_t", control_if_t, rx_ring);
+  OFF("control_if_t", control_if_t, tx_req_prod);
+  OFF("control_if_t", control_if_t, tx_resp_prod);
+  OFF("control_if_t", control_if_t, rx_req_prod);
+  OFF("control_if_t", control_if_t, rx_resp_prod);
+  CONST(CONTROL_RING_SIZE);
+  CONST(CMSG_CONSOLE);
+  CONST(CMSG_BLKIF_BE);
+  CONST(CMSG_BLKIF_FE);
+  CONST(CMSG_NETIF_BE);
+  CONST(CMSG_NETIF_FE);
+  CONST(CMSG_SHUTDOWN);
+  CONST(CMSG_MEM_REQUEST);
+  CONST(CMSG_CONSOLE_DATA);
+  CONST(CMSG_SHUTDOWN_POWEROFF);
+  CONST(CMSG_SHUTDOWN_REBOOT);
+  CONST(CMSG_SHUTDOWN_SUSPEND);
+  CONST(CMSG_SHUTDOWN_SYSRQ);
+  CONST(CMSG_MEM_REQUEST_SET);
+#endif
+}
+
+static void xs_errors(void)
+{
+  for (size_t i = 0; i < sizeof(xsd_errors) / sizeof(xsd_errors[0]); i++)
+    printf("xserr\t%s\t%d\n", xsd_errors[i].errstring, xsd_errors[i].errnum);
+}
+
+int main(void)
+{
+  structs();
+  constants();
+  ctrl_if();
+  xs_errors();
+  return 0;
+}
