@@ -30,6 +30,14 @@ export type PageType = (typeof PageType)[keyof typeof PageType];
 export const OWNER_FREE = 0xffff;
 /** Owner value of frames the hypervisor itself holds (DOMID_XEN). */
 export const OWNER_XEN = 0x7ff2;
+/**
+ * Owner value of a frame whose domain was destroyed while another domain
+ * still mapped it (a grant mapping): nobody owns it, nobody may newly map
+ * it, and it returns to the free pool at its last unmap (mm.ts
+ * `releaseIfUnreferenced`). Without this state the frame would either be
+ * reused under a live mapping or leak.
+ */
+export const OWNER_ZOMBIE = 0xfffe;
 /** M2P entry of a frame no PFN maps to (INVALID_M2P_ENTRY, ~0UL). */
 export const M2P_INVALID = -1;
 
@@ -117,6 +125,28 @@ export class FrameTable {
     const out: number[] = [];
     for (let i = 0; i < n; i++) out.push(this.alloc(owner)!);
     return out;
+  }
+
+  /**
+   * Take one particular free frame out of the pool for `owner` (the MMU
+   * reserves MFN 0 for the hypervisor so that 0 can mean "no page table",
+   * as it does in Xen's CR3 and vcpu context). False when it is not free.
+   * Linear in the pool size: meant for boot, not for hot paths.
+   */
+  claim(mfn: number, owner: number): boolean {
+    if (!this.memory.isValid(mfn) || this.owner[mfn] !== OWNER_FREE) return false;
+    const at = this.free.subarray(0, this.nrFree).indexOf(mfn);
+    if (at < 0) return false;
+    this.free[at] = this.free[--this.nrFree]!;
+    this.owner[mfn] = owner;
+    this.type[mfn] = PageType.None;
+    this.typeCount[mfn] = 0;
+    this.pinned[mfn] = 0;
+    this.refCount[mfn] = 0;
+    this.grantMaps[mfn] = 0;
+    this.m2p[mfn] = M2P_INVALID;
+    this.memory.zeroFrame(mfn);
+    return true;
   }
 
   /** Return a frame to the free pool. The caller has dropped every reference. */
