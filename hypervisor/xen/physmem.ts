@@ -62,6 +62,24 @@ export class MachineMemory {
     if (h !== null) h(mfn);
   }
 
+  // --- where frames live (for the MMU's software TLB) --------------------
+
+  /**
+   * The DataViews of the chunks, and where a frame sits in them: a TLB
+   * keeps (chunk, byte offset) per entry so that a hit reads without a
+   * bounds check. Reads only: writes go through the methods below, which
+   * own dirty tracking.
+   */
+  chunkViews(): readonly DataView[] {
+    return this.views;
+  }
+  chunkOf(mfn: number): number {
+    return mfn >>> CHUNK_SHIFT;
+  }
+  offsetInChunk(mfn: number): number {
+    return (mfn & CHUNK_MASK) << PAGE_SHIFT;
+  }
+
   // --- reads -------------------------------------------------------------
   readU8(mfn: number, off: number): number { this.check(mfn, off, 1); return this.dv(mfn).getUint8(this.base(mfn) + off); }
   readU16(mfn: number, off: number): number { this.check(mfn, off, 2); return this.dv(mfn).getUint16(this.base(mfn) + off, true); }
