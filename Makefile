@@ -24,11 +24,9 @@ deps: $(NPM_STAMP) $(DEB_STAMP)
 # esbuild bundles the command line into dist/ for ./bin/xl.
 build: $(NPM_STAMP)
 	$(TSC) -p tsconfig.json
-	@if [ -f hypervisor/tools/xl/main.ts ]; then \
-	  $(ESBUILD) hypervisor/tools/xl/main.ts --bundle --platform=node --format=esm --target=node20 \
-	    --sourcemap --log-level=warning --outfile=dist/xl.js \
-	    --banner:js="import { createRequire as __xenportRequire } from 'module'; const require = __xenportRequire(import.meta.url);"; \
-	fi
+	$(ESBUILD) bin/xl-main.ts --bundle --platform=node --format=esm --target=node20 \
+	  --sourcemap --log-level=warning --outfile=dist/xl.js \
+	  --banner:js="import { createRequire as __xenportRequire } from 'module'; const require = __xenportRequire(import.meta.url);"
 
 lint: $(NPM_STAMP)
 	node_modules/.bin/eslint .

@@ -1,0 +1,36 @@
+/*
+ * arch/xen's part of the kernel text, in link order (sys/conf/files.ts has
+ * the MI part): the include helpers, x86 (entry, memory, upcall,
+ * autoconf root), then the Xen drivers. Drivers added later go at the end,
+ * so the addresses of everything here stay put.
+ */
+import type { KSymTab } from '../../../sys/kern/kern_ksyms.js';
+import { hypercalls_ksyms } from '../include/hypercalls.js';
+import { xen_include_ksyms } from '../include/xen.js';
+import { locore_ksyms } from '../x86/locore.js';
+import { machdep_ksyms } from '../x86/machdep.js';
+import { x86_xpmap_ksyms } from '../x86/x86_xpmap.js';
+import { hypervisor_machdep_ksyms } from '../x86/hypervisor_machdep.js';
+import { mainbus_ksyms } from '../x86/mainbus.js';
+import { xen_machdep_ksyms } from '../xen/xen_machdep.js';
+import { evtchn_ksyms } from '../xen/evtchn.js';
+import { xengnt_ksyms } from '../xen/xengnt.js';
+import { xen_clock_ksyms } from '../xen/xen_clock.js';
+import { hypervisor_ksyms } from '../xen/hypervisor.js';
+import { xencons_ksyms } from '../xen/xencons.js';
+
+export const XEN_KSYMTABS: readonly KSymTab[] = Object.freeze([
+  hypercalls_ksyms,
+  xen_include_ksyms,
+  locore_ksyms,
+  machdep_ksyms,
+  x86_xpmap_ksyms,
+  hypervisor_machdep_ksyms,
+  mainbus_ksyms,
+  xen_machdep_ksyms,
+  evtchn_ksyms,
+  xengnt_ksyms,
+  xen_clock_ksyms,
+  hypervisor_ksyms,
+  xencons_ksyms,
+]);
