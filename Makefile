@@ -39,7 +39,7 @@ test: deps lint build
 	  node_modules/.bin/ava
 
 demo: deps build
-	node build/tools/demo.js
+	node build/bin/demo.js
 
 bench: deps build
 	node build/bench/run.js

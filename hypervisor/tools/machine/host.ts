@@ -134,9 +134,14 @@ export class MachineHost {
       consoleOutput: (d, data) => this.consoled.appendOutput(d, data),
       ...(opts.ctrlIfTimeoutNs === undefined ? {} : { timeoutNs: opts.ctrlIfTimeoutNs }),
     });
-    // console_io output joins the console log, between guest entries (never inside the hypercall).
+    // console_io output joins the console log at once, inside the hypercall:
+    // a kernel may print through console_io and through its ring within one
+    // entry (the whole boot is one entry), and appendOutput drains the ring
+    // first, so only doing it now keeps the guest's order. It is safe there:
+    // the only thing it can do to the guest is an event send from dom0,
+    // which just marks the port pending.
     m.log.onConsole = (domid, text) => {
-      if (this.records.has(domid)) m.defer(() => this.consoled.appendOutput(toDomId(domid), text));
+      if (this.consoled.state(toDomId(domid)) !== undefined) this.consoled.appendOutput(toDomId(domid), text);
     };
     this.services = {
       xs: this.xs,
