@@ -6,6 +6,13 @@ import { benchGuestMemory } from './memory.js';
 import { benchHypercalls } from './hypercall.js';
 import { benchEventRoundTrips } from './events.js';
 import { benchEvtchn } from '../hypervisor/xen/evtchn-bench.js';
+import { benchBuilder } from '../hypervisor/tools/builder/bench.js';
+import { benchXenstored } from '../hypervisor/tools/xenstored/bench.js';
+import { benchBlkback } from '../hypervisor/dom0/blkback/bench.js';
+import { benchNetback } from '../hypervisor/dom0/netback/bench.js';
+import { benchUdpForward } from '../hypervisor/dom0/net/udp-bench.js';
+import { netbsdImage } from '../arch/xen/conf/netbsd.js';
+import { benchBoot } from '../tests/boot/bench.js';
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
@@ -24,3 +31,30 @@ console.log('event channel round trips:');
 console.log(`  two guests ping-pong        ${fmt(e.roundTripsPerSec).padStart(12)} /s   (${e.entriesPerRoundTrip.toFixed(1)} vCPU entries each)`);
 const micro = benchEvtchn();
 console.log(`  evtchn module alone         ${fmt(micro.roundTripsPerSec).padStart(12)} /s   (send + upcall scan, no guests)`);
+
+const boot = benchBoot({ bootMiB: 64 });
+console.log('netbsd guest boot (simulated clock):');
+console.log(`  ${boot.bootMiB} MiB guest, create -> boot complete  ${boot.bootMs.toFixed(1).padStart(9)} ms   (${boot.bootEntries} vCPU entries)`);
+console.log(`  ${boot.guestMiB} MiB guests booted per second   ${boot.guestsPerSec.toFixed(1).padStart(9)}    (${boot.guests} guests)`);
+const built = await benchBuilder(netbsdImage, { memoryMiB: 64 });
+console.log(`  builder (xl create path), ${built.memoryMiB} MiB, create -> first entry ${built.bootMs.toFixed(1).padStart(7)} ms   ${built.createsPerSecond.toFixed(1)} creates/s`);
+
+console.log('xenstored operations per second, same client loop over each transport:');
+for (const r of await benchXenstored()) {
+  console.log(`  ${r.transport.padEnd(7)} ${String(r.op).padEnd(12)} ${fmt(r.opsPerSec).padStart(10)} /s`);
+}
+
+const blk = benchBlkback();
+console.log(`blkback through the ring vs raw host file I/O of the same pattern (queue depth ${blk.queueDepth}):`);
+for (const c of blk.cases) {
+  console.log(`  ${c.op.padEnd(5)} ${String(c.requestBytes / 1024).padStart(3)} KiB  ring ${fmt(c.ring.mbPerSec).padStart(6)} MB/s ${fmt(c.ring.iops).padStart(8)} IOPS   raw ${fmt(c.raw.mbPerSec).padStart(6)} MB/s ${fmt(c.raw.iops).padStart(8)} IOPS   ring/raw ${c.ratio.toFixed(2)}`);
+}
+
+const nb = benchNetback();
+console.log('netback (copy mode) through the rings:');
+for (const c of nb.cases) {
+  console.log(`  ${c.dir.toUpperCase()} ${String(c.frameBytes).padStart(5)} B frames  ${fmt(c.packetsPerSec).padStart(9)} pkt/s  ${fmt(c.mbPerSec).padStart(6)} MB/s`);
+}
+
+const udp = await benchUdpForward();
+console.log(`UDP echo from a host client through the 127.0.0.1 forwarder: ${fmt(udp.roundTripsPerSec)} round trips/s (${udp.payloadBytes} B payload)`);
