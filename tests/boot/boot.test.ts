@@ -20,15 +20,16 @@ test('the netbsd image boots: autoconf lines, memory sizes, clock line, boot com
     'mainbus0 (root)',
     'hypervisor0 at mainbus0: Xen version 4.17.0-xenport',
     'xencons0 at hypervisor0: Xen Virtual Console Driver',
+    'xenbus0 at hypervisor0: Xen Virtual Bus Interface',
     'timecounter: Timecounter "xen_system_time" frequency 1000000000 Hz quality 10000',
   ];
   for (const w of want) t.true(lines.includes(w), `console has the line "${w}":\n${out}`);
   t.regex(out, /^avail memory = 1[0-5] MB$/m);
   t.regex(out, /^xen_clock: 2024-01-01 00:00:00 UTC, system time 0\.\d{9} s, 100 Hz tick on event channel \d+$/m);
-  t.regex(out, new RegExp(`^${BOOT_COMPLETE}: 3 devices, \\d+ MB free`, 'm'));
+  t.regex(out, new RegExp(`^${BOOT_COMPLETE}: 4 devices, \\d+ MB free`, 'm'));
   // Order: memory, autoconf, clock, done.
   const at = (s: string): number => out.indexOf(s);
-  t.true(at('total memory') < at('mainbus0') && at('mainbus0') < at('hypervisor0') && at('hypervisor0') < at('xencons0'));
+  t.true(at('total memory') < at('mainbus0') && at('mainbus0') < at('hypervisor0') && at('hypervisor0') < at('xencons0') && at('xencons0') < at('xenbus0'));
   t.true(at('xencons0') < at('timecounter') && at('timecounter') < at(BOOT_COMPLETE));
   const d = rig.m.domain(pv.domid)!;
   t.is(d.crash, null);

@@ -31,13 +31,13 @@ interface Guest {
 }
 
 /** A server, a dom0 client in-process, and guests whose pages the server maps on INTRODUCE. */
-function machine(ring: RingOptions = {}): { xs: Xenstored; dom0: XsClient; guest: (domid: number, start?: number) => Promise<Guest> } {
+function machine(ring: RingOptions = {}, base = 0): { xs: Xenstored; dom0: XsClient; guest: (domid: number, start?: number) => Promise<Guest> } {
   const guests = new Map<number, Guest>();
   const xs = new Xenstored({
     ring,
     mapRing: (domid) => {
       const g = guests.get(domid);
-      return g === undefined ? undefined : { mem: g.mem, base: 0, notify: () => {
+      return g === undefined ? undefined : { mem: g.mem, base, notify: () => {
         g.notifications++;
         if (!g.deaf) g.front.notified();
       } };
@@ -46,16 +46,16 @@ function machine(ring: RingOptions = {}): { xs: Xenstored; dom0: XsClient; guest
   const dom0 = new XsClient((m) => port.send(m));
   const port = xs.connectLocal((m) => dom0.receive(m));
   const guest = async (domid: number, start = 0): Promise<Guest> => {
-    const page = new Uint8Array(XS_RING_PAGE_BYTES);
+    const page = new Uint8Array(base + XS_RING_PAGE_BYTES);
     const mem = bytesMem(page);
-    const v = xenstore_domain_interface.view(mem, 0);
+    const v = xenstore_domain_interface.view(mem, base);
     for (const f of ['req_cons', 'req_prod', 'rsp_cons', 'rsp_prod'] as const) v.set(f, start >>> 0);
     const ring = (): XsRingTransport => {
       const r = xs.ringOf(toDomId(domid));
       if (r === undefined) throw new Error(`no ring for domain ${domid}`);
       return r;
     };
-    const front = new XsRingFront(mem, 0, () => xs.ringOf(toDomId(domid))?.kick());
+    const front = new XsRingFront(mem, base, () => xs.ringOf(toDomId(domid))?.kick());
     const client = new XsClient((m) => front.send(m));
     front.onMessage = (m) => client.receive(m);
     const g: Guest = { domid, page, mem, front, client, ring, notifications: 0, deaf: false };
@@ -88,6 +88,18 @@ test('requests and replies travel through the rings, relative to the domain home
   t.deepEqual(await g.client.directory('/local/domain/1'), ['name']);
   await t.throwsAsync(g.client.read('/tool'), { message: /EACCES/ });
   t.true(g.notifications > 0, 'the server signalled the guest');
+});
+
+test('the interface need not start at offset 0 of the memory the server is given', async (t) => {
+  // A page mapped inside a larger window (base 512): every ring access must
+  // add the base once, not twice.
+  const { dom0, guest } = machine({}, 512);
+  const g = await guest(3, 1000);
+  const value = 'y'.repeat(1500);
+  await g.client.write('far', value);
+  t.is(await g.client.read('far'), value);
+  t.is(await dom0.read('/local/domain/3/far'), value);
+  t.true(g.page.subarray(0, 512).every((b) => b === 0), 'nothing was written below the interface');
 });
 
 test('messages split across the ring end, and indices past 2^31 and 2^32, work', async (t) => {

@@ -18,6 +18,7 @@ import { xengnt_ksyms } from '../xen/xengnt.js';
 import { xen_clock_ksyms } from '../xen/xen_clock.js';
 import { hypervisor_ksyms } from '../xen/hypervisor.js';
 import { xencons_ksyms } from '../xen/xencons.js';
+import { XENBUS_KSYMTABS } from '../xenbus/xenbus.js';
 
 export const XEN_KSYMTABS: readonly KSymTab[] = Object.freeze([
   hypercalls_ksyms,
@@ -33,4 +34,5 @@ export const XEN_KSYMTABS: readonly KSymTab[] = Object.freeze([
   xen_clock_ksyms,
   hypervisor_ksyms,
   xencons_ksyms,
+  ...XENBUS_KSYMTABS,
 ]);

@@ -72,8 +72,9 @@ export class XsRingTransport {
     this.maxOutstanding = opts.maxOutstanding ?? 20;
     this.maxQueuedBytes = opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     const v = this.view();
-    this.reqAt = v.addr('req');
-    this.rspAt = v.addr('rsp');
+    // Offsets within the page: every access below adds `base` itself.
+    this.reqAt = v.addr('req') - base;
+    this.rspAt = v.addr('rsp') - base;
     v.set('server_features', v.get('server_features') | XENSTORE_SERVER_FEATURE_RECONNECTION | XENSTORE_SERVER_FEATURE_ERROR);
     if (v.get('connection') === XENSTORE_RECONNECT) {
       v.set('connection', XENSTORE_CONNECTED);

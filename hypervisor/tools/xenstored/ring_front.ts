@@ -26,8 +26,9 @@ export class XsRingFront {
     private readonly kickServer: () => void,
   ) {
     const v = this.view();
-    this.reqAt = v.addr('req');
-    this.rspAt = v.addr('rsp');
+    // Offsets within the page: every access below adds `base` itself.
+    this.reqAt = v.addr('req') - base;
+    this.rspAt = v.addr('rsp') - base;
   }
 
   send(msg: XsMsg): void {
