@@ -19,6 +19,8 @@ import { xen_clock_ksyms } from '../xen/xen_clock.js';
 import { hypervisor_ksyms } from '../xen/hypervisor.js';
 import { xencons_ksyms } from '../xen/xencons.js';
 import { XENBUS_KSYMTABS } from '../xenbus/xenbus.js';
+import { NET_KSYMTABS } from '../../../sys/net/net_conf.js';
+import { XENNET_KSYMTABS } from '../xen/if_xennet_xenbus.js';
 
 export const XEN_KSYMTABS: readonly KSymTab[] = Object.freeze([
   hypercalls_ksyms,
@@ -35,4 +37,6 @@ export const XEN_KSYMTABS: readonly KSymTab[] = Object.freeze([
   hypervisor_ksyms,
   xencons_ksyms,
   ...XENBUS_KSYMTABS,
+  ...NET_KSYMTABS,
+  ...XENNET_KSYMTABS,
 ]);

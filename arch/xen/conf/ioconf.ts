@@ -13,10 +13,12 @@
 import type { CfDesc } from '../../../sys/sys/device.js';
 import { xencons_softc } from '../xen/xencons.js';
 import { XENBUS_CFDATA } from '../xenbus/xenbus.js';
+import { XENNET_CFDATA } from '../xen/if_xennet_xenbus.js';
 
 export const XEN3_DOMU_CFDATA: readonly CfDesc[] = Object.freeze([
   Object.freeze({ name: 'mainbus', atname: '', match: 'mainbus_match', attach: 'mainbus_attach', devsize: 0 }),
   Object.freeze({ name: 'hypervisor', atname: 'mainbus', match: 'hypervisor_match', attach: 'hypervisor_attach', devsize: 0 }),
   Object.freeze({ name: 'xencons', atname: 'hypervisor', match: 'xencons_match', attach: 'xencons_attach', devsize: xencons_softc.size }),
   ...XENBUS_CFDATA,
+  ...XENNET_CFDATA,
 ]);
