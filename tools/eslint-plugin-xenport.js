@@ -137,7 +137,10 @@ function isFrozenOrConst(init) {
   const values = lit.type === 'ObjectExpression' ? lit.properties.map((p) => (p.type === 'Property' ? p.value : p)) :
     lit.type === 'ArrayExpression' ? lit.elements.filter(Boolean) : null;
   if (values === null) return mutableWhat(lit) === null;
-  return values.every((v) => v.type !== 'SpreadElement' && (mutableWhat(v) === null || isFrozenOrConst(v)));
+  // A spread is judged by what it spreads: another binding (checked where it
+  // is declared, like any identifier) is fine; a fresh mutable literal is not.
+  const judged = (v) => (v.type === 'SpreadElement' ? v.argument : v);
+  return values.every((v) => mutableWhat(judged(v)) === null || isFrozenOrConst(judged(v)));
 }
 
 const noModuleState = {
