@@ -5,7 +5,7 @@
  * simulated clock. The host side is dom0's XsClient, as xl uses it.
  */
 import test, { type ExecutionContext } from 'ava';
-import { SHUTDOWN_poweroff, SHUTDOWN_reboot } from '../../hypervisor/public/sched.js';
+import { SHUTDOWN_poweroff, SHUTDOWN_reboot, SHUTDOWN_suspend } from '../../hypervisor/public/sched.js';
 import { xenstore_domain_interface } from '../../hypervisor/public/io/xs_wire.js';
 import { domid as toDomId } from '../../hypervisor/public/types.js';
 import { MachineHost } from '../../hypervisor/tools/machine/host.js';
@@ -126,17 +126,14 @@ test('control/shutdown = reboot shuts down with reason reboot; halt and nonsense
   t.is(h.m.xc.getDomainInfo(b.domid)?.shutdownReason, SHUTDOWN_reboot);
 });
 
-test('control/shutdown = suspend without a save path: acked, "suspend not supported yet", the guest runs on', async (t) => {
+test('control/shutdown = suspend: acked, and the guest suspends itself (SHUTDOWN_suspend)', async (t) => {
   const h = await host(t);
   const b = await boot(t, h, 'xenbus');
   const dom = `/local/domain/${b.domid}`;
   await h.xs.write(`${dom}/control/shutdown`, 'suspend');
-  await drive(t, h, () => consoleText(h, b.domid).includes('suspend not supported yet'), 'the refusal');
-  await drive(t, h, () => node(h, `${dom}/control/shutdown`) === '', 'the ack');
-  t.false(h.m.xc.getDomainInfo(b.domid)?.shutdown ?? true);
-  // Still alive: a poweroff afterwards works.
-  await h.xs.write(`${dom}/control/shutdown`, 'poweroff');
-  await drive(t, h, () => h.m.xc.getDomainInfo(b.domid)?.shutdown === true, 'the poweroff');
+  await drive(t, h, () => h.m.xc.getDomainInfo(b.domid)?.shutdown === true, 'the suspend');
+  t.is(h.m.xc.getDomainInfo(b.domid)?.shutdownReason, SHUTDOWN_suspend);
+  t.is(node(h, `${dom}/control/shutdown`), '', 'the request was acked with an empty write before suspending');
 });
 
 test('a hostile store ring: garbage indices make the guest report and stop using xenbus, nothing else breaks', async (t) => {

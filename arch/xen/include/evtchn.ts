@@ -70,6 +70,8 @@ export const EVTCHN_TYPE_PRESET = 4;
 /* ev_flags */
 /** The driver wants the port unmasked (resume unmasks it again). */
 export const EVF_UNMASKED = 0x01;
+/** events_suspend closed the port (a VIRQ); events_resume binds it again. */
+export const EVF_SUSPENDED = 0x02;
 
 export const evtchn_state = struct('struct evtchn_state', {
   es_sources: u64,

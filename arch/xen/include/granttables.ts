@@ -16,6 +16,8 @@
  *       uint64_t gs_free;          // grant_ref_t stack[gs_maxframes * entries per frame]
  *       uint32_t gs_nfree;         // refs on the stack
  *       uint32_t gs_inuse;         // refs handed out
+ *       uint32_t gs_flags;         // GSF_*
+ *       uint32_t gs_generation;    // tables set up afresh after a restore
  *       uint64_t gs_grants;        // grant_access calls that succeeded
  *       uint64_t gs_busy;          // revokes refused because the peer still maps
  *       uint64_t gs_frame_list[XENGNT_MAX_FRAMES]; // setup_table's OUT list
@@ -32,6 +34,10 @@ export const XENGNT_ENTRIES_PER_FRAME = GRANT_ENTRIES_V1_PER_FRAME;
 /** First reference the kernel hands out: below it are the toolstack's. */
 export const XENGNT_FIRST_REF = GNTTAB_NR_RESERVED_ENTRIES;
 
+/* gs_flags */
+/** xengnt_suspend unmapped the table frames: no grant may be made until resume. */
+export const GSF_SUSPENDED = 0x1;
+
 export const xengnt_state = struct('struct xengnt_state', {
   gs_table_va: u64,
   gs_nframes: u32,
@@ -39,6 +45,8 @@ export const xengnt_state = struct('struct xengnt_state', {
   gs_free: u64,
   gs_nfree: u32,
   gs_inuse: u32,
+  gs_flags: u32,
+  gs_generation: u32,
   gs_grants: u64,
   gs_busy: u64,
   gs_frame_list: array(u64, XENGNT_MAX_FRAMES),

@@ -15,6 +15,7 @@ import {
   __HYPERVISOR_grant_table_op, __HYPERVISOR_vcpu_op, __HYPERVISOR_sched_op, __HYPERVISOR_xen_version,
   __HYPERVISOR_console_io, __HYPERVISOR_mmuext_op, __HYPERVISOR_set_timer_op, DOMID_SELF,
 } from '../../../hypervisor/public/xen.js';
+import { SCHEDOP_shutdown } from '../../../hypervisor/public/sched.js';
 import { hcall_ptr } from '../../../sys/lib/libkern/libkern.js';
 
 /** mmu_update(req[], count, done*, DOMID_SELF): `req` is an array of mmu_update_t. */
@@ -63,6 +64,18 @@ export function HYPERVISOR_sched_op(cpu: GuestCpu, cmd: number, arg = 0, rdx?: n
   return cpu.hypercall(__HYPERVISOR_sched_op, cmd, arg === 0 ? 0 : hcall_ptr(arg), rdx);
 }
 
+/**
+ * The PV suspend hypercall (Linux's HYPERVISOR_suspend): sched_op(
+ * SCHEDOP_shutdown, arg) where `arg` is a struct sched_shutdown saying
+ * SHUTDOWN_suspend, with rdx = the MFN of start_info, which the toolstack
+ * reads from the saved context. Descheduling: set rip first. When the vCPU
+ * runs again rax says how it ended: 0 in a new domain (restored), 1 in the
+ * same one (suspend cancelled).
+ */
+export function HYPERVISOR_suspend(cpu: GuestCpu, arg: number, startInfoMfn: number): number {
+  return HYPERVISOR_sched_op(cpu, SCHEDOP_shutdown, arg, BigInt(startInfoMfn));
+}
+
 /** xen_version(cmd, arg*): some commands take no argument (pass 0). */
 export function HYPERVISOR_xen_version(cpu: GuestCpu, cmd: number, arg = 0): number {
   return cpu.hypercall(__HYPERVISOR_xen_version, cmd, arg === 0 ? 0 : hcall_ptr(arg));
@@ -77,5 +90,5 @@ export function HYPERVISOR_console_io(cpu: GuestCpu, cmd: number, count: number,
 export const hypercalls_ksyms = Object.freeze({
   HYPERVISOR_mmu_update, HYPERVISOR_mmuext_op, HYPERVISOR_update_va_mapping, HYPERVISOR_set_callbacks,
   HYPERVISOR_event_channel_op, HYPERVISOR_grant_table_op, HYPERVISOR_vcpu_op, HYPERVISOR_set_timer_op,
-  HYPERVISOR_sched_op, HYPERVISOR_xen_version, HYPERVISOR_console_io,
+  HYPERVISOR_sched_op, HYPERVISOR_suspend, HYPERVISOR_xen_version, HYPERVISOR_console_io,
 });

@@ -27,6 +27,7 @@
  *       struct evtchn_state xm_evtchn;
  *       struct xengnt_state xm_gnt;
  *       struct xen_clock_state xm_clock;
+ *       struct xen_suspend_state xm_suspend;  // save/restore (include/xen_suspend.ts)
  *       uint8_t  xm_scratch[256];         // short-lived hypercall argument blocks
  *   };
  *
@@ -42,6 +43,7 @@ import { MACHDEP_DATA_VA, MACHDEP_DATA_SIZE } from './vmparam.js';
 import { evtchn_state } from './evtchn.js';
 import { xengnt_state } from './granttables.js';
 import { xen_clock_state } from './xen_clock.js';
+import { xen_suspend_state } from './xen_suspend.js';
 
 export const WORKLOAD_NAMELEN = 64;
 export const XM_SCRATCH_SIZE = 256;
@@ -69,13 +71,14 @@ export const xen_machdep = struct('struct xen_machdep', {
   xm_evtchn: record(evtchn_state),
   xm_gnt: record(xengnt_state),
   xm_clock: record(xen_clock_state),
+  xm_suspend: record(xen_suspend_state),
   xm_scratch: array(u8, XM_SCRATCH_SIZE),
 });
 
 /** 'xen!' */
 export const XEN_MACHDEP_MAGIC = 0x216e6578;
 /** Bumped whenever xen_machdep changes shape. */
-export const XEN_MACHDEP_LAYOUT = 1;
+export const XEN_MACHDEP_LAYOUT = 2;
 
 /* xm_flags */
 /** start() finished: events are live, the scheduler runs. */

@@ -21,6 +21,7 @@
  *       uint64_t xcs_last_systime;        // latest guest time handed out
  *       int64_t  xcs_offset;              // guest time - Xen system time
  *       uint64_t xcs_boot_systime;        // guest time when the clock started
+ *       uint64_t xcs_resumes;             // times the clock was resumed after a suspend
  *       struct xen_clock_cpu xcs_cpu[MAXCPUS];
  *   };
  */
@@ -42,5 +43,6 @@ export const xen_clock_state = struct('struct xen_clock_state', {
   xcs_last_systime: u64,
   xcs_offset: i64,
   xcs_boot_systime: u64,
+  xcs_resumes: u64,
   xcs_cpu: array(record(xen_clock_cpu), MAXCPUS),
 });

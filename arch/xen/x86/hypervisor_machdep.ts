@@ -29,7 +29,7 @@ import { uvm_km_alloc } from '../../../sys/uvm/uvm_page.js';
 import { UVM_KMF_ZERO } from '../../../sys/uvm/uvm.js';
 import { vptr, vptr_set, vu64 } from '../../../sys/lib/libkern/libkern.js';
 import { PAGE_SIZE, kva_to_pfn } from '../include/vmparam.js';
-import { xmd, xen_shared_info_va, xen_vcpu_info_va } from '../include/xen.js';
+import { xmd, xen_shared_info_va, xen_vcpu_info_va, XMF_SHINFO_MAPPED } from '../include/xen.js';
 import { evtchn_do_event, evtchn_upcall_count } from '../xen/evtchn.js';
 import { xpmap_ptom } from './x86_xpmap.js';
 
@@ -71,7 +71,8 @@ function evtchn_take_half(cpu: GuestCpu, sh: number, w: number, half: number): n
 /** The 2-level scan (NetBSD's do_hypervisor_callback / evtchn_do_event loop). */
 export function do_hypervisor_callback(cpu: GuestCpu): void {
   const sh = xen_shared_info_va(cpu);
-  if (sh === 0) return;
+  // Not mapped (between the suspend hypercall's preparation and resume): nothing to scan.
+  if (sh === 0 || (xmd(cpu).get('xm_flags') & XMF_SHINFO_MAPPED) === 0) return;
   const vci = xen_vcpu_info_va(cpu);
   const mem = cpu.mem;
   evtchn_upcall_count(cpu);

@@ -8,6 +8,7 @@
  *   cpu_startup     the banner and the memory lines
  *   xen_configure   autoconfiguration: mainbus0, hypervisor0, xencons0, ...
  *   xen_initclocks  the tick starts; the clock line
+ *   xen_suspend_init  save/restore: the suspend hook and event channel
  *   xen_start_init  init, the first thread
  * then events are unmasked and `rip` becomes mi_switch: from the next
  * entry on the kernel runs threads, callouts and event handlers.
@@ -26,7 +27,8 @@ import { XEN3_DOMU_CFDATA } from '../conf/ioconf.js';
 import { events_default_setup } from '../xen/evtchn.js';
 import { xen_initclocks, xen_global_systime_ns, NS_PER_SEC } from '../xen/xen_clock.js';
 import { xen_cmdline, xen_start_init } from '../xen/xen_machdep.js';
-import { xen_pmap_bootstrap, xen_kva_alloc, pmap_kenter_ma } from './x86_xpmap.js';
+import { xen_suspend_init } from '../xen/xen_suspend.js';
+import { xen_pmap_bootstrap, xen_kva_alloc, pmap_kenter_ma, pmap_kremove } from './x86_xpmap.js';
 import { xen_p2m_frame_list_alloc, xen_build_p2m_frame_list_list } from './hypervisor_machdep.js';
 
 const dbg = createDebug('guest:boot');
@@ -47,6 +49,20 @@ export function xen_map_shared_info(cpu: GuestCpu): void {
   if (rc !== 0) panic(cpu, 'xen_map_shared_info: cannot map shared_info (machine address %lx): %d', ma, rc);
   vptr_set(x, 'xm_shared_info_va', va);
   x.set('xm_flags', x.get('xm_flags') | XMF_SHINFO_MAPPED);
+}
+
+/**
+ * Unmap shared_info before a suspend (a saved image must not map a frame
+ * the domain does not own). xm_shared_info_va is kept: resume maps the new
+ * (or the same) shared_info at the same address.
+ */
+export function xen_unmap_shared_info(cpu: GuestCpu): void {
+  const x = xmd(cpu);
+  const va = vptr(x, 'xm_shared_info_va');
+  if (va === 0 || (x.get('xm_flags') & XMF_SHINFO_MAPPED) === 0) return;
+  const rc = pmap_kremove(cpu, va);
+  if (rc !== 0) panic(cpu, 'xen_unmap_shared_info: cannot unmap shared_info (%d)', rc);
+  x.set('xm_flags', x.get('xm_flags') & ~XMF_SHINFO_MAPPED);
 }
 
 /** Memory, shared_info, P2M lists, event table, callbacks. */
@@ -87,6 +103,7 @@ export function xen_main(cpu: GuestCpu, stackTop: number): void {
   cpu_startup(cpu);
   xen_configure(cpu);
   xen_initclocks(cpu);
+  xen_suspend_init(cpu);
   xen_start_init(cpu);
   const x = xmd(cpu);
   x.set('xm_flags', x.get('xm_flags') | XMF_BOOTED);
@@ -104,5 +121,5 @@ export function xen_booted(cpu: GuestCpu): boolean {
 }
 
 export const machdep_ksyms = ksymtab({
-  xen_map_shared_info, init_x86_64, cpu_startup, xen_configure, xen_enable_events, xen_main, xen_booted,
+  xen_map_shared_info, xen_unmap_shared_info, init_x86_64, cpu_startup, xen_configure, xen_enable_events, xen_main, xen_booted,
 });

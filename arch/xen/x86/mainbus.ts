@@ -6,6 +6,7 @@
 import type { GuestCpu } from '../../../hypervisor/public/cpu.js';
 import { ksymtab } from '../../../sys/kern/kern_ksyms.js';
 import { aprint_normal } from '../../../sys/kern/subr_prf.js';
+import { pmf_device_register } from '../../../sys/kern/kern_pmf.js';
 import { hypervisor_attach_child } from '../xen/hypervisor.js';
 
 export function mainbus_match(_cpu: GuestCpu, _parent: number, _cf: number, _aux: number): number {
@@ -14,6 +15,8 @@ export function mainbus_match(_cpu: GuestCpu, _parent: number, _cf: number, _aux
 
 export function mainbus_attach(cpu: GuestCpu, _parent: number, self: number, _aux: number): void {
   aprint_normal(cpu, '\n');
+  // No state of its own to save: it takes part in suspend with no handlers.
+  pmf_device_register(cpu, self);
   hypervisor_attach_child(cpu, self, 'hypervisor');
 }
 

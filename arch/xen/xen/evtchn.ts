@@ -16,6 +16,22 @@
  *   event_set_handler(cpu, port, fn, arg, name) fn(cpu, arg, port) runs per event
  *   event_remove_handler(cpu, port)
  *   hypervisor_unmask_event / hypervisor_mask_event / hypervisor_notify_via_evtchn
+ *   evtchn_virq_port(cpu, virq)               -> port of a bound VIRQ, 0 if none
+ *
+ * Save/restore (xen_suspend.ts runs these, not drivers):
+ *   events_suspend(cpu)            every VIRQ port is closed; its evtsource stays,
+ *                                  flagged EVF_SUSPENDED (handler, name, count, mask wish)
+ *   events_resume(cpu, newDomain)  every VIRQ is bound again with its handler, and
+ *                                  unmasked if its driver had it unmasked. In the same
+ *                                  domain (a cancelled suspend) every other port is as
+ *                                  it was (unmasked again if its driver wants it so).
+ *                                  In a new domain (a restore) every other port died
+ *                                  with the old domain: the table forgets them, and
+ *                                  their owners make new ones (xencons and xenbus from
+ *                                  start_info, frontends in their resume, the suspend
+ *                                  channel in xen_suspend.ts). An owner must not close
+ *                                  or unbind its old port number then: it may be
+ *                                  someone else's by now.
  *
  * Ports start masked (events_default_setup masks all): a driver binds, sets
  * its handler, then unmasks. Handlers run in interrupt context (curlwp 0):
@@ -31,15 +47,16 @@ import {
 } from '../../../hypervisor/public/event_channel.js';
 import { EBUSY, EINVAL, ENOSPC } from '../../../hypervisor/public/errno.js';
 import { ksymtab, ksymresolve, ksymname, kcall, type KSym } from '../../../sys/kern/kern_ksyms.js';
-import { panic, printf, aprint_verbose } from '../../../sys/kern/subr_prf.js';
+import { panic, printf, aprint_verbose, aprint_error } from '../../../sys/kern/subr_prf.js';
 import { uvm_km_alloc } from '../../../sys/uvm/uvm_page.js';
 import { UVM_KMF_ZERO } from '../../../sys/uvm/uvm.js';
 import { kstr_get, strlcpy, vptr, vptr_set, vu64, vu64_set } from '../../../sys/lib/libkern/libkern.js';
 import {
   evtsource, evtchn_state, NR_EVENT_CHANNELS, EVSOURCE_NAMELEN, EVTCHN_TYPE_NONE, EVTCHN_TYPE_VIRQ,
-  EVTCHN_TYPE_UNBOUND, EVTCHN_TYPE_INTERDOMAIN, EVTCHN_TYPE_PRESET, EVF_UNMASKED,
+  EVTCHN_TYPE_UNBOUND, EVTCHN_TYPE_INTERDOMAIN, EVTCHN_TYPE_PRESET, EVF_UNMASKED, EVF_SUSPENDED,
 } from '../include/evtchn.js';
 import { xmd, xen_shared_info_va } from '../include/xen.js';
+import { MAXCPUS } from '../include/vmparam.js';
 import { HYPERVISOR_event_channel_op } from '../include/hypercalls.js';
 
 const dbg = createDebug('guest:evtchn');
@@ -48,6 +65,8 @@ const SHI_PENDING = shared_info.offsetOf('evtchn_pending');
 const SHI_MASK = shared_info.offsetOf('evtchn_mask');
 const EV_NAME = evtsource.offsetOf('ev_name');
 const ES_OP = evtchn_state.offsetOf('es_op');
+/** Entries of es_virq_to_port. */
+const VIRQ_SLOTS = MAXCPUS * NR_VIRQS;
 
 function evtchn_state_view(cpu: GuestCpu) {
   return xmd(cpu).sub('xm_evtchn');
@@ -341,6 +360,116 @@ export function events_init(cpu: GuestCpu): void {
   hypervisor_unmask_event(cpu, port);
 }
 
+/** Port `virq` is bound to on this vCPU, 0 when it is not bound. */
+export function evtchn_virq_port(cpu: GuestCpu, virq: number): number {
+  return evtchn_state_view(cpu).getAt('es_virq_to_port', virq_slot(cpu, virq));
+}
+
+/**
+ * Suspend (NetBSD's events_suspend): close every VIRQ port. Its evtsource
+ * stays, flagged EVF_SUSPENDED, so that events_resume can bind it again
+ * with the same handler. Ports of other kinds are left to their owners
+ * (drivers stopped listening in their pmf suspend). Returns the VIRQs closed.
+ */
+export function events_suspend(cpu: GuestCpu): number {
+  const es = evtchn_state_view(cpu);
+  const n = es.get('es_nsources');
+  let closed = 0;
+  for (let port = 1; port < n; port++) {
+    const at = evtsource_addr(cpu, port);
+    const ev = evtsource.view(cpu.mem, at);
+    if (ev.get('ev_type') !== EVTCHN_TYPE_VIRQ || (ev.get('ev_flags') & EVF_SUSPENDED) !== 0) continue;
+    const slot = ev.get('ev_vcpu') * NR_VIRQS + ev.get('ev_virq');
+    if (slot < VIRQ_SLOTS && es.getAt('es_virq_to_port', slot) === port) es.setAt('es_virq_to_port', slot, 0);
+    const op = evtchn_op_block(cpu, evtchn_close_t.size);
+    evtchn_close_t.view(cpu.mem, op).set('port', port);
+    const rc = HYPERVISOR_event_channel_op(cpu, EVTCHNOP_close, op);
+    if (rc < 0) aprint_verbose(cpu, 'evtchn: closing VIRQ %u port %u failed (%d)\n', ev.get('ev_virq'), port, rc);
+    ev.set('ev_flags', ev.get('ev_flags') | EVF_SUSPENDED);
+    closed++;
+    if (dbg.enabled) dbg('vcpu%d: suspend: VIRQ %d off port %d', cpu.vcpuId, ev.get('ev_virq'), port);
+  }
+  return closed;
+}
+
+/** What events_resume keeps of a VIRQ's record while it binds it again (this entry only). */
+interface VirqRecord {
+  readonly port: number;
+  readonly virq: number;
+  readonly vcpu: number;
+  readonly handler: number;
+  readonly arg: number;
+  readonly count: number;
+  readonly flags: number;
+  readonly name: string;
+}
+
+function virq_record(cpu: GuestCpu, port: number): VirqRecord {
+  const at = evtsource_addr(cpu, port);
+  const ev = evtsource.view(cpu.mem, at);
+  return {
+    port, virq: ev.get('ev_virq'), vcpu: ev.get('ev_vcpu'), handler: vptr(ev, 'ev_handler'), arg: vptr(ev, 'ev_arg'),
+    count: vu64(ev, 'ev_count'), flags: ev.get('ev_flags'), name: kstr_get(cpu.mem, at + EV_NAME, EVSOURCE_NAMELEN),
+  };
+}
+
+/**
+ * Resume (NetBSD's events_resume, Linux's xen_irq_resume): bind every VIRQ
+ * events_suspend closed again, with its handler, count and name, unmasked
+ * if its driver had it unmasked. `newDomain` (a restore): every other port
+ * belonged to the old domain, so the whole table is forgotten first; the
+ * toolstack left every port masked. Otherwise (a cancelled suspend) the
+ * other ports are still there: the ones their drivers want unmasked and
+ * that have a handler are unmasked again. Returns the VIRQs bound again.
+ */
+export function events_resume(cpu: GuestCpu, newDomain: boolean): number {
+  const es = evtchn_state_view(cpu);
+  const n = es.get('es_nsources');
+  const virqs: VirqRecord[] = [];
+  let dropped = 0;
+  for (let port = 1; port < n; port++) {
+    const ev = evtsource.view(cpu.mem, evtsource_addr(cpu, port));
+    const type = ev.get('ev_type');
+    if (type === EVTCHN_TYPE_NONE) continue;
+    if (type === EVTCHN_TYPE_VIRQ && (newDomain || (ev.get('ev_flags') & EVF_SUSPENDED) !== 0)) virqs.push(virq_record(cpu, port));
+    else if (newDomain) dropped++;
+  }
+  if (newDomain) {
+    cpu.mem.fill(vptr(es, 'es_sources'), n * evtsource.size, 0);
+    es.set('es_nbound', 0);
+    cpu.mem.fill(es.addr('es_virq_to_port'), VIRQ_SLOTS * 4, 0);
+  } else {
+    for (const r of virqs) evtsource_clear(cpu, r.port);
+  }
+  let bound = 0;
+  for (const r of virqs) {
+    if (r.vcpu !== cpu.vcpuId) {
+      aprint_error(cpu, 'evtchn: VIRQ %u of vCPU %u cannot be bound again from vCPU %u\n', r.virq, r.vcpu, cpu.vcpuId);
+      continue;
+    }
+    const port = bind_virq_to_evtch(cpu, r.virq);
+    if (port < 0) {
+      aprint_error(cpu, 'evtchn: cannot bind VIRQ %u again (%d)\n', r.virq, port);
+      continue;
+    }
+    bound++;
+    if (r.handler !== 0 && event_set_handler(cpu, port, r.handler, r.arg, r.name) === 0) {
+      vu64_set(evtsource.view(cpu.mem, evtsource_addr(cpu, port)), 'ev_count', r.count);
+      if ((r.flags & EVF_UNMASKED) !== 0) hypervisor_unmask_event(cpu, port);
+    }
+    if (dbg.enabled) dbg('vcpu%d: resume: VIRQ %d on port %d (was %d)', cpu.vcpuId, r.virq, port, r.port);
+  }
+  if (!newDomain) {
+    for (let port = 1; port < n; port++) {
+      const ev = evtsource.view(cpu.mem, evtsource_addr(cpu, port));
+      if (ev.get('ev_type') === EVTCHN_TYPE_NONE || ev.get('ev_type') === EVTCHN_TYPE_VIRQ) continue;
+      if ((ev.get('ev_flags') & EVF_UNMASKED) !== 0 && vptr(ev, 'ev_handler') !== 0) hypervisor_unmask_event(cpu, port);
+    }
+  }
+  if (dbg.enabled) dbg('vcpu%d: resume: %d VIRQs bound again, %d ports of the old domain forgotten', cpu.vcpuId, bound, dropped);
+  return bound;
+}
+
 /** Count of an upcall (the upcall itself is in hypervisor_machdep). */
 export function evtchn_upcall_count(cpu: GuestCpu): void {
   const es = evtchn_state_view(cpu);
@@ -352,5 +481,6 @@ export const evtchn_ksyms = ksymtab({
   evtsource_clear, evtchn_refuse, virq_slot, bind_virq_to_evtch, unbind_virq_from_evtch, evtchn_alloc_unbound,
   evtchn_bind_interdomain, evtchn_close, event_set_handler, event_remove_handler, hypervisor_mask_event,
   hypervisor_unmask_event, hypervisor_notify_via_evtchn, hypervisor_event_pending, evtchn_do_event, evtchn_info,
-  evtchn_list, xen_debug_handler, events_init, evtchn_upcall_count,
+  evtchn_list, xen_debug_handler, events_init, evtchn_virq_port, events_suspend, virq_record, events_resume,
+  evtchn_upcall_count,
 });

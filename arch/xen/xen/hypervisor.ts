@@ -16,6 +16,7 @@ import { XENVER_version, XENVER_extraversion, XEN_EXTRAVERSION_LEN } from '../..
 import { ksymtab } from '../../../sys/kern/kern_ksyms.js';
 import { aprint_normal } from '../../../sys/kern/subr_prf.js';
 import { config_found } from '../../../sys/kern/subr_autoconf.js';
+import { pmf_device_register } from '../../../sys/kern/kern_pmf.js';
 import { kmem_zalloc, kmem_free } from '../../../sys/kern/subr_kmem.js';
 import { kstr_get, strlcpy } from '../../../sys/lib/libkern/libkern.js';
 import { cfdata } from '../../../sys/sys/device.js';
@@ -44,6 +45,9 @@ export function hypervisor_version_string(cpu: GuestCpu): string {
 
 export function hypervisor_attach(cpu: GuestCpu, _parent: number, self: number, _aux: number): void {
   aprint_normal(cpu, ': Xen version %s\n', hypervisor_version_string(cpu));
+  // Events and grants are suspended and resumed by the save/restore path
+  // (xen_suspend.ts) around the devices, not by hypervisor0's pmf handlers.
+  pmf_device_register(cpu, self);
   events_init(cpu);
   xengnt_init(cpu);
   for (const name of hypervisor_children(cpu)) hypervisor_attach_child(cpu, self, name);

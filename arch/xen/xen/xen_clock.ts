@@ -23,6 +23,16 @@
  * It is read afresh every time, so a restore onto a machine with another
  * clock is seen at once.
  *
+ * Suspend and resume (xen_suspend.ts): xen_suspendclocks stops the tick;
+ * xen_resumeclocks(cpu, newDomain) starts it again on the VIRQ_TIMER port
+ * events_resume bound. After a restore into a new domain (another machine,
+ * or the same one later) Xen's system time and the TSC are not the ones
+ * the guest knew: the offset is set so that guest time carries on from
+ * the last value it handed out (time spent saved does not count, as
+ * CLOCK_MONOTONIC does not count a suspend), and the wall clock is read
+ * afresh from the new shared_info (NetBSD never re-reads it). After a
+ * cancelled suspend Xen's time went on and so does guest time.
+ *
  * API: xen_global_systime_ns(cpu) -> bigint ns (guest time, monotonic);
  * xen_vcputime_systime_ns(cpu) -> bigint ns (Xen's, this vCPU);
  * xen_wallclock_ns(cpu) -> bigint ns since the Unix epoch.
@@ -30,15 +40,15 @@
 import createDebug from 'debug';
 import type { GuestCpu } from '../../../hypervisor/public/cpu.js';
 import { vcpu_info, vcpu_time_info, shared_info, VIRQ_TIMER } from '../../../hypervisor/public/xen.js';
-import { VCPUOP_set_singleshot_timer } from '../../../hypervisor/public/vcpu.js';
+import { VCPUOP_set_singleshot_timer, VCPUOP_stop_singleshot_timer } from '../../../hypervisor/public/vcpu.js';
 import { ksymtab } from '../../../sys/kern/kern_ksyms.js';
-import { panic, aprint_normal } from '../../../sys/kern/subr_prf.js';
+import { panic, aprint_normal, aprint_error } from '../../../sys/kern/subr_prf.js';
 import { hardclock } from '../../../sys/kern/kern_clock.js';
 import { HZ } from '../../../sys/sys/param.js';
 import { MAXCPUS } from '../include/vmparam.js';
 import { xmd, xen_vcpu_info_va, xen_shared_info_va } from '../include/xen.js';
 import { HYPERVISOR_vcpu_op } from '../include/hypercalls.js';
-import { bind_virq_to_evtch, event_set_handler, hypervisor_unmask_event } from './evtchn.js';
+import { bind_virq_to_evtch, event_set_handler, hypervisor_unmask_event, evtchn_virq_port } from './evtchn.js';
 
 const dbg = createDebug('guest:clock');
 
@@ -210,6 +220,43 @@ export function xen_initclocks(cpu: GuestCpu): void {
     clock_format_utc(Number(wall / NS_PER_SEC)), now / NS_PER_SEC, now % NS_PER_SEC, HZ, port);
 }
 
+/**
+ * Suspend (NetBSD's xen_suspendclocks): stop this vCPU's one-shot timer.
+ * (events_suspend closes the VIRQ_TIMER port itself.) Returns guest time
+ * now, the last the kernel sees before the suspend hypercall.
+ */
+export function xen_suspendclocks(cpu: GuestCpu): bigint {
+  const now = xen_global_systime_ns(cpu);
+  const rc = HYPERVISOR_vcpu_op(cpu, VCPUOP_stop_singleshot_timer, cpu.vcpuId, 0);
+  if (rc !== 0 && dbg.enabled) dbg('vcpu%d: stop_singleshot_timer: %d', cpu.vcpuId, rc);
+  return now;
+}
+
+/**
+ * Resume (NetBSD's xen_resumeclocks): in a new domain, make guest time
+ * carry on from the last value handed out whatever Xen's system time is
+ * now; then take the tick again on the port events_resume bound VIRQ_TIMER
+ * to. Ticks missed meanwhile are caught up by the timer handler (at most
+ * a minute's worth). Returns guest time now.
+ */
+export function xen_resumeclocks(cpu: GuestCpu, newDomain: boolean): bigint {
+  const c = xen_clock_view(cpu);
+  const xc = xen_clock_cpu_view(cpu);
+  if (newDomain) {
+    const xen = xen_vcputime_systime_ns(cpu);
+    const last = c.get('xcs_last_systime');
+    c.set('xcs_offset', last - xen);
+    if (dbg.enabled) dbg('vcpu%d: resume: Xen time %d, guest time %d, offset %d', cpu.vcpuId, xen, last, last - xen);
+  }
+  c.set('xcs_resumes', c.get('xcs_resumes') + 1n);
+  const port = evtchn_virq_port(cpu, VIRQ_TIMER);
+  xc.set('xc_timer_port', port);
+  if (port === 0) aprint_error(cpu, 'xen_clock: VIRQ_TIMER is not bound after resume: no tick\n');
+  const rc = xen_timer_arm(cpu, xc.get('xc_hardclock_systime') + NS_PER_TICK);
+  if (rc !== 0) aprint_error(cpu, 'xen_clock: cannot arm the timer after resume (%d)\n', rc);
+  return xen_global_systime_ns(cpu);
+}
+
 export interface XenClockStats {
   readonly ticks: bigint;
   readonly lost: bigint;
@@ -217,6 +264,9 @@ export interface XenClockStats {
   readonly lastTickSystime: bigint;
   readonly timerPort: number;
   readonly bootSystime: bigint;
+  readonly offset: bigint;
+  readonly resumes: bigint;
+  readonly lastSystime: bigint;
 }
 
 export function xen_clock_stats(cpu: GuestCpu): XenClockStats {
@@ -224,12 +274,13 @@ export function xen_clock_stats(cpu: GuestCpu): XenClockStats {
   return {
     ticks: xc.get('xc_ticks'), lost: xc.get('xc_lost'), events: xc.get('xc_events'),
     lastTickSystime: xc.get('xc_hardclock_systime'), timerPort: xc.get('xc_timer_port'),
-    bootSystime: xen_clock_view(cpu).get('xcs_boot_systime'),
+    bootSystime: xen_clock_view(cpu).get('xcs_boot_systime'), offset: xen_clock_view(cpu).get('xcs_offset'),
+    resumes: xen_clock_view(cpu).get('xcs_resumes'), lastSystime: xen_clock_view(cpu).get('xcs_last_systime'),
   };
 }
 
 export const xen_clock_ksyms = ksymtab({
   xen_clock_view, xen_clock_cpu_view, xen_tsc_to_ns_delta, xen_vcputime_systime_ns, xen_global_systime_ns,
   xen_wallclock_base_ns, xen_wallclock_ns, xen_timer_arm, xen_timer_handler, clock_days_to_ymd, clock_format_utc,
-  xen_initclocks, xen_clock_stats,
+  xen_initclocks, xen_suspendclocks, xen_resumeclocks, xen_clock_stats,
 });

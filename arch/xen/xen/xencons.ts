@@ -165,6 +165,9 @@ export function xencons_suspend(cpu: GuestCpu, dev: number): boolean {
     xencons_notify(cpu, sc);
     event_remove_handler(cpu, v.get('sc_evtchn'));
   }
+  // Forget the port: after a restore its number may be someone else's
+  // (resume takes the one start_info names then).
+  v.set('sc_evtchn', 0);
   callout_stop(cpu, sc + SC_KICK);
   xencons_setflag(cpu, sc, XCF_SUSPENDED, XCF_CONNECTED | XCF_UNNOTIFIED);
   return true;

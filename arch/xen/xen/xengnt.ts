@@ -7,8 +7,8 @@
  * ring or xenstore, and revokes the grant when the backend is done.
  *
  * Driver API:
- *   xengnt_grant_access(cpu, domid, mfn, ro)  -> ref | -errno (ENOMEM: table full)
- *   xengnt_revoke_access(cpu, ref)            -> 0 | -EBUSY (the peer still maps it) | -EINVAL
+ *   xengnt_grant_access(cpu, domid, mfn, ro)  -> ref | -errno (ENOMEM: table full, EAGAIN: suspended)
+ *   xengnt_revoke_access(cpu, ref)            -> 0 | -EBUSY (the peer still maps it, or suspended) | -EINVAL
  *   xengnt_status(cpu, ref)                   -> the entry's GTF_reading|GTF_writing bits
  *
  * Writing an entry: frame and domid first, flags last, so Xen never sees a
@@ -20,6 +20,20 @@
  * (Xen would cmpxchg; nothing runs concurrently with us here) and the ref
  * returns to the free stack.
  *
+ * Save/restore (xen_suspend.ts runs these):
+ *   xengnt_suspend(cpu)             the table frames are unmapped (a saved image
+ *                                   must not map hypervisor frames)
+ *   xengnt_resume(cpu, newDomain)   a cancelled suspend maps the same frames again:
+ *                                   every ref is as it was. A restore sets the table
+ *                                   up afresh in the new domain, as large as it was:
+ *                                   every ref handed out before is void (the entries
+ *                                   are gone, the peer is a new backend) and all are
+ *                                   free again. A driver must then forget its old
+ *                                   refs, never revoke them: the number may already
+ *                                   be someone else's grant.
+ *   xengnt_generation(cpu)          tables set up afresh so far (a ref from an older
+ *                                   generation is void)
+ *
  * Refs below XENGNT_FIRST_REF belong to the toolstack (0: console,
  * 1: xenstore) and are never handed out.
  */
@@ -30,16 +44,16 @@ import {
   GTF_type_mask, gnttab_setup_table, gnttab_query_size, grant_entry_v1,
 } from '../../../hypervisor/public/grant_table.js';
 import { DOMID_SELF } from '../../../hypervisor/public/xen.js';
-import { EBUSY, EINVAL, ENOMEM } from '../../../hypervisor/public/errno.js';
+import { EAGAIN, EBUSY, EINVAL, ENOMEM } from '../../../hypervisor/public/errno.js';
 import { ksymtab } from '../../../sys/kern/kern_ksyms.js';
 import { panic, aprint_verbose, aprint_error } from '../../../sys/kern/subr_prf.js';
 import { uvm_km_alloc } from '../../../sys/uvm/uvm_page.js';
 import { hcall_ptr, vptr, vptr_set, vu64, vu64_set } from '../../../sys/lib/libkern/libkern.js';
 import { PAGE_SIZE } from '../include/vmparam.js';
-import { XENGNT_MAX_FRAMES, XENGNT_ENTRIES_PER_FRAME, XENGNT_FIRST_REF, xengnt_state } from '../include/granttables.js';
+import { XENGNT_MAX_FRAMES, XENGNT_ENTRIES_PER_FRAME, XENGNT_FIRST_REF, GSF_SUSPENDED, xengnt_state } from '../include/granttables.js';
 import { xmd } from '../include/xen.js';
 import { HYPERVISOR_grant_table_op } from '../include/hypercalls.js';
-import { xen_kva_alloc, pmap_kenter_ma } from '../x86/x86_xpmap.js';
+import { xen_kva_alloc, pmap_kenter_ma, pmap_kremove } from '../x86/x86_xpmap.js';
 
 const dbg = createDebug('guest:xengnt');
 
@@ -151,6 +165,8 @@ function xengnt_get_entry(cpu: GuestCpu): number {
  */
 export function xengnt_grant_access(cpu: GuestCpu, domid: number, mfn: number, ro: boolean | number): number {
   if (!(Number.isInteger(mfn) && mfn > 0 && mfn <= MAX_GRANT_FRAME)) panic(cpu, 'xengnt_grant_access: bad frame %lu', mfn);
+  // Suspended: the table is not mapped (a driver's resume grants again later).
+  if ((xengnt_view(cpu).get('gs_flags') & GSF_SUSPENDED) !== 0) return -EAGAIN;
   const ref = xengnt_get_entry(cpu);
   if (ref < 0) return -ENOMEM;
   const e = xengnt_entry_addr(cpu, ref);
@@ -171,6 +187,7 @@ export function xengnt_grant_access(cpu: GuestCpu, domid: number, mfn: number, r
 export function xengnt_revoke_access(cpu: GuestCpu, ref: number): number {
   const e = ref >= XENGNT_FIRST_REF ? xengnt_entry_addr(cpu, ref) : 0;
   if (e === 0) return -EINVAL;
+  if ((xengnt_view(cpu).get('gs_flags') & GSF_SUSPENDED) !== 0) return -EBUSY;
   const flags = cpu.mem.getUint16(e + GE_FLAGS, true);
   if ((flags & GTF_type_mask) !== GTF_permit_access) return -EINVAL;
   const gs = xengnt_view(cpu);
@@ -190,8 +207,67 @@ export function xengnt_revoke_access(cpu: GuestCpu, ref: number): number {
 /** GTF_reading | GTF_writing of entry `ref` (what Xen says the peer does with it). */
 export function xengnt_status(cpu: GuestCpu, ref: number): number {
   const e = xengnt_entry_addr(cpu, ref);
-  if (e === 0) return 0;
+  if (e === 0 || (xengnt_view(cpu).get('gs_flags') & GSF_SUSPENDED) !== 0) return 0;
   return cpu.mem.getUint16(e + GE_FLAGS, true) & (GTF_reading | GTF_writing);
+}
+
+/**
+ * Suspend (NetBSD's xengnt_suspend): unmap the table frames. They are the
+ * hypervisor's, and a page table naming a frame the domain does not own
+ * cannot be saved. The refs and the free stack stay as they are.
+ */
+export function xengnt_suspend(cpu: GuestCpu): void {
+  const gs = xengnt_view(cpu);
+  const va = vptr(gs, 'gs_table_va');
+  for (let n = 0; n < gs.get('gs_nframes'); n++) {
+    const rc = pmap_kremove(cpu, va + n * PAGE_SIZE);
+    if (rc !== 0) aprint_error(cpu, 'xengnt: cannot unmap grant frame %u (%d)\n', n, rc);
+  }
+  gs.set('gs_flags', gs.get('gs_flags') | GSF_SUSPENDED);
+  if (dbg.enabled) dbg('vcpu%d: suspend: %d grant frames unmapped, %d refs in use', cpu.vcpuId, gs.get('gs_nframes'), gs.get('gs_inuse'));
+}
+
+/**
+ * Resume (NetBSD's xengnt_resume). In the same domain (a cancelled
+ * suspend) the frames Xen gave us are still ours: map them again, every
+ * ref still valid. In a new domain (a restore) the old table is gone: set
+ * one up as large as the old one (setup_table, a frame at a time) and free
+ * every ref. False when the new table could not be set up in full.
+ */
+export function xengnt_resume(cpu: GuestCpu, newDomain: boolean): boolean {
+  const gs = xengnt_view(cpu);
+  const va = vptr(gs, 'gs_table_va');
+  const frames = gs.get('gs_nframes');
+  gs.set('gs_flags', gs.get('gs_flags') & ~GSF_SUSPENDED);
+  if (!newDomain) {
+    let ok = true;
+    for (let n = 0; n < frames; n++) {
+      const mfn = Number(cpu.mem.getBigUint64(gs.base + GS_FRAME_LIST + n * 8, true));
+      const rc = pmap_kenter_ma(cpu, va + n * PAGE_SIZE, mfn * PAGE_SIZE, true);
+      if (rc !== 0) {
+        aprint_error(cpu, 'xengnt: cannot map grant frame %u (mfn %lu) again: %d\n', n, mfn, rc);
+        ok = false;
+      }
+    }
+    return ok;
+  }
+  gs.set('gs_nframes', 0);
+  gs.set('gs_nfree', 0);
+  gs.set('gs_inuse', 0);
+  gs.set('gs_generation', gs.get('gs_generation') + 1);
+  for (let n = 0; n < Math.max(frames, 1); n++) {
+    if (!xengnt_more_entries(cpu)) {
+      aprint_error(cpu, 'xengnt: only %u of %u grant frames set up after the restore\n', gs.get('gs_nframes'), frames);
+      return false;
+    }
+  }
+  if (dbg.enabled) dbg('vcpu%d: resume: new grant table of %d frames, %d refs free', cpu.vcpuId, gs.get('gs_nframes'), gs.get('gs_nfree'));
+  return true;
+}
+
+/** Tables set up afresh after a restore so far: refs of an older one are void. */
+export function xengnt_generation(cpu: GuestCpu): number {
+  return xengnt_view(cpu).get('gs_generation');
 }
 
 export interface XengntStats {
@@ -213,5 +289,5 @@ export function xengnt_stats(cpu: GuestCpu): XengntStats {
 
 export const xengnt_ksyms = ksymtab({
   xengnt_view, xengnt_op_block, xengnt_init, xengnt_more_entries, xengnt_push, xengnt_entry_addr, xengnt_get_entry,
-  xengnt_grant_access, xengnt_revoke_access, xengnt_status, xengnt_stats,
+  xengnt_grant_access, xengnt_revoke_access, xengnt_status, xengnt_suspend, xengnt_resume, xengnt_generation, xengnt_stats,
 });
