@@ -26,7 +26,8 @@ test('the netbsd image boots: autoconf lines, memory sizes, clock line, boot com
   for (const w of want) t.true(lines.includes(w), `console has the line "${w}":\n${out}`);
   t.regex(out, /^avail memory = 1[0-5] MB$/m);
   t.regex(out, /^xen_clock: 2024-01-01 00:00:00 UTC, system time 0\.\d{9} s, 100 Hz tick on event channel \d+$/m);
-  t.regex(out, new RegExp(`^${BOOT_COMPLETE}: 4 devices, \\d+ MB free`, 'm'));
+  t.regex(out, new RegExp(`^${BOOT_COMPLETE}: 5 devices, \\d+ MB free`, 'm'));
+  t.regex(out, /^ctrl_if0 at hypervisor0/m, 'the Xen 2.0 control interface attaches: the builder put ctrl_if= on the command line');
   // Order: memory, autoconf, clock, done.
   const at = (s: string): number => out.indexOf(s);
   t.true(at('total memory') < at('mainbus0') && at('mainbus0') < at('hypervisor0') && at('hypervisor0') < at('xencons0') && at('xencons0') < at('xenbus0'));

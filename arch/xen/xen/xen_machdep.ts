@@ -105,7 +105,7 @@ export function xen_init_main(cpu: GuestCpu, _arg: number, _error: number): void
     tsleep(cpu, xen_init_wchan(), 0, 'xen_init_idle', 'init');
     return;
   }
-  const sym = ksymlookup(cpu, `workload_${name}`);
+  const sym = ksymlookup(cpu, name.includes(',') ? 'workload_list' : `workload_${name}`);
   if (sym === 0) {
     printf(cpu, 'init: no workload "%s" in this kernel\n', name);
     tsleep(cpu, xen_init_wchan(), 0, 'xen_init_idle', 'init');
