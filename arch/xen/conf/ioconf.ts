@@ -14,6 +14,8 @@ import type { CfDesc } from '../../../sys/sys/device.js';
 import { xencons_softc } from '../xen/xencons.js';
 import { XENBUS_CFDATA } from '../xenbus/xenbus.js';
 import { XENNET_CFDATA } from '../xen/if_xennet_xenbus.js';
+import { XBD_CFDATA } from '../xen/xbd_xenbus.js';
+import { CTRL_IF_CFDATA } from '../xen/ctrl_if_conf.js';
 
 export const XEN3_DOMU_CFDATA: readonly CfDesc[] = Object.freeze([
   Object.freeze({ name: 'mainbus', atname: '', match: 'mainbus_match', attach: 'mainbus_attach', devsize: 0 }),
@@ -21,4 +23,6 @@ export const XEN3_DOMU_CFDATA: readonly CfDesc[] = Object.freeze([
   Object.freeze({ name: 'xencons', atname: 'hypervisor', match: 'xencons_match', attach: 'xencons_attach', devsize: xencons_softc.size }),
   ...XENBUS_CFDATA,
   ...XENNET_CFDATA,
+  ...XBD_CFDATA,
+  ...CTRL_IF_CFDATA,
 ]);

@@ -7,7 +7,9 @@
  *   console, ctrl_if: unbound in the guest, remote dom0) -> start_info ->
  *   bootstrap page tables -> pin the L4 -> grant entries 0 (console) and 1
  *   (xenstore) -> set_kernel -> vCPU 0 context -> xenstore nodes ->
- *   XS_INTRODUCE -> xenconsoled, ctrl_if -> unpause (unless paused).
+ *   XS_INTRODUCE -> xenconsoled, ctrl_if -> disks and vifs (their nodes
+ *   written and their backends waiting, tools/backend) -> unpause (unless
+ *   paused).
  *
  * Everything goes through the toolstack handle (`machine.xc`: real
  * hypercalls issued as dom0, foreign frame writes) except seeding the
@@ -43,6 +45,14 @@ export interface BuilderServices {
   attachCtrlIf?(domid: DomId, mfn: Mfn, port: EvtchnPort): Dom0Result;
   /** Stop serving the domain (console, ctrl_if, dom0's store port); called before its memory goes. */
   detach?(domid: number): void;
+  /**
+   * Add the config's disks and vifs (libxl's device adding): nodes written,
+   * each backend waiting for its frontend. Rejects with a BuildError
+   * ('devices') naming the device that could not be added.
+   */
+  attachDevices?(domid: number, cfg: DomainConfig): Promise<void>;
+  /** Take the domain's devices away (backends, backend nodes, forwards); idempotent. */
+  detachDevices?(domid: number): Promise<void>;
   /** The domain is gone from the hypervisor: tell xenstored (@releaseDomain). */
   domainGone?(domid: number): void;
   /** The value of console/output for a domain (default "pty"). */
@@ -178,6 +188,7 @@ export async function buildDomain(m: Machine, svc: BuilderServices, cfg: DomainC
     const dom = toDomId(domid);
     attach('console', svc.attachConsole?.(dom, toMfn(built.consoleMfn), evtchnPort(built.consolePort)));
     attach('ctrl_if', svc.attachCtrlIf?.(dom, toMfn(built.ctrlIfMfn), evtchnPort(built.ctrlIfPort)));
+    await svc.attachDevices?.(domid, cfg);
     if (opts.paused !== true) check('unpause', m.xc.unpauseDomain(domid), 'unpause');
     m.log.xen(`d${domid} built: ${cfg.name}, kernel ${image.name}, ${nrPages} pages, start_info at pfn ${layout.startInfoPfn}`);
     return built;
@@ -241,12 +252,15 @@ function buildMemory(m: Machine, domid: number, cfg: DomainConfig, image: Kernel
 }
 
 /**
- * Take a domain down as libxl does: dom0 stops serving it, its xenstore
- * paths go, the hypervisor destroys it (every frame back to the free pool),
- * then xenstored hears it is gone. `uuid` undefined: no nodes were written.
+ * Take a domain down as libxl does: dom0 stops serving it (console,
+ * ctrl_if, then its devices: rings unmapped and backend nodes removed), its
+ * xenstore paths go, the hypervisor destroys it (every frame back to the
+ * free pool), then xenstored hears it is gone. `uuid` undefined: no nodes
+ * were written.
  */
 export async function teardownDomain(m: Machine, svc: BuilderServices, domid: number, uuid: string | undefined): Promise<void> {
   svc.detach?.(domid);
+  await svc.detachDevices?.(domid).catch(() => undefined);
   if (uuid !== undefined) await removeDomainNodes(svc.xs, domid, uuid).catch(() => undefined);
   if (m.domain(domid) !== undefined) m.xc.destroyDomain(domid);
   svc.domainGone?.(domid);

@@ -28,6 +28,7 @@ export type BuildStep =
   | 'introduce'
   | 'console'
   | 'ctrl_if'
+  | 'devices' // a disk or vif could not be added (tools/backend/devices.ts)
   | 'unpause';
 
 export class BuildError extends Error {

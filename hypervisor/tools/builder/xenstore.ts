@@ -25,7 +25,8 @@
  *   /local/domain/N/console/{port,ring-ref,type,output,limit}
  *   /vm/U/{uuid,name,start_time}
  *   /libxl/N/{type,kernel}
- * Backend nodes (vbd, vif) come with the device drivers.
+ * Device nodes (vbd, vif, frontend and backend) are written by
+ * tools/backend/devices.ts once the domain is introduced.
  */
 import { XsError, type XsClient } from '../xenstored/client.js';
 import { BuildError } from './errors.js';

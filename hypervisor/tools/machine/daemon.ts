@@ -26,6 +26,8 @@ import { makeVerbs } from './verbs.js';
 
 /** How often the hypervisor's log is copied to machine.log between verbs. */
 const LOG_FLUSH_MS = 250;
+/** How often time is let act on dom0's network (ARP retries, ageing, idle forwards). */
+const NET_TICK_MS = 100;
 
 /** Copies the hypervisor's console ring to machine.log as it grows. */
 class LogFile {
@@ -79,6 +81,7 @@ export async function runDaemon(dir: string, args: readonly string[], images: re
   let server: ControlServer | undefined;
   let log: LogFile | undefined;
   let flushTimer: ReturnType<typeof setInterval> | undefined;
+  let netTimer: ReturnType<typeof setInterval> | undefined;
   let stopRequested: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => {
     stopRequested = resolve;
@@ -110,6 +113,8 @@ export async function runDaemon(dir: string, args: readonly string[], images: re
     fs.writeFileSync(p.pidFile, `${process.pid}\n`);
     flushTimer = setInterval(() => lf.flush(), LOG_FLUSH_MS);
     flushTimer.unref();
+    netTimer = setInterval(() => h.backends.tick(), NET_TICK_MS);
+    netTimer.unref();
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     h.m.start();
@@ -123,6 +128,7 @@ export async function runDaemon(dir: string, args: readonly string[], images: re
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
   if (flushTimer !== undefined) clearInterval(flushTimer);
+  if (netTimer !== undefined) clearInterval(netTimer);
   await server?.close();
   if (host !== undefined) {
     host.m.log.xen('machine stopping: destroying every domain');

@@ -8,6 +8,8 @@
  *                     toolstack (MachineLink) and kicked by its port
  *   Xenconsoled       console pages, console_io output, `<dir>/console/N.log`
  *   DomainController  ctrl_if pages (Xen 2.0's control interface)
+ *   Dom0Backends      blkback, netback, the bridges and dom0's address,
+ *                     the xenbus backend driver (tools/backend)
  *   the toolstack     builder, the domains it made (by name and id), and
  *                     what happens when one shuts down (VIRQ_DOM_EXC ->
  *                     on_poweroff / on_reboot / on_crash: destroy,
@@ -31,9 +33,12 @@ import { XsClient, XsError } from '../xenstored/client.js';
 import type { LocalPort } from '../xenstored/server.js';
 import type { DomainConfig, OnEvent } from '../xl/config.js';
 import { buildDomain, teardownDomain, type BuilderServices, type BuiltDomain } from '../builder/build.js';
+import { BuildError } from '../builder/errors.js';
 import { domainPath } from '../builder/xenstore.js';
 import { MachineLink } from './link.js';
 import { listenXenstored, type SocketListener } from './xs-socket.js';
+import { Dom0Backends } from '../backend/dom0.js';
+import type { PingResult } from '../../dom0/net/endpoint.js';
 
 /** A toolstack failure the user should see as one line (unknown domain, name taken, ...). */
 export class ToolstackError extends Error {
@@ -52,6 +57,12 @@ export interface HostOptions {
   readonly xenstoredSocket?: string;
   /** ns a ctrl_if request may wait for the guest's answer. */
   readonly ctrlIfTimeoutNs?: number;
+  /**
+   * false: dom0's xenbus backend driver does not run (for a test that runs
+   * its own on the same backend directories: two drivers would fight over
+   * every device). Creating a domain with disks or vifs then fails.
+   */
+  readonly backendDriver?: boolean;
 }
 
 /** A domain this toolstack built and still looks after. */
@@ -99,6 +110,7 @@ export class MachineHost {
   readonly xs: XsClient;
   readonly consoled: Xenconsoled;
   readonly controller: DomainController;
+  readonly backends: Dom0Backends;
   readonly link: MachineLink;
   readonly services: BuilderServices;
   readonly startedAt = Date.now();
@@ -128,6 +140,7 @@ export class MachineHost {
     this.xs = new XsClient((msg) => port?.send(msg));
     port = this.xenstored.connectLocal((msg) => this.xs.receive(msg));
     this.xsPort = port;
+    this.backends = new Dom0Backends({ machine: m, xenstored: this.xenstored, xs: this.xs });
     this.consoled = new Xenconsoled(this.link, opts.consoleDir === undefined ? {} : { consoleDir: opts.consoleDir });
     this.controller = new DomainController(this.link, {
       clock: machineClock(m),
@@ -155,6 +168,12 @@ export class MachineHost {
         this.controller.remove(toDomId(d));
         this.link.closeStore(d);
       },
+      attachDevices: (d, cfg) => {
+        if (opts.backendDriver !== false) return this.backends.attachDevices(d, cfg);
+        if (cfg.disks.length + cfg.vifs.length === 0) return Promise.resolve();
+        return Promise.reject(new BuildError('devices', 'this machine serves no disks or vifs (its backend driver is off)'));
+      },
+      detachDevices: (d) => this.backends.detachDevices(d),
       domainGone: (d) => this.xenstored.domainGone(toDomId(d)),
       consoleOutput: (d) => {
         const p = this.consoled.logPath(toDomId(d));
@@ -169,13 +188,12 @@ export class MachineHost {
   /** A host; with `xenstoredSocket`, xenstored is listening there when this resolves. */
   static async create(opts: HostOptions = {}): Promise<MachineHost> {
     const host = new MachineHost(opts);
-    if (opts.xenstoredSocket !== undefined) {
-      try {
-        host.xsListener = await listenXenstored(host.xenstored, opts.xenstoredSocket);
-      } catch (e) {
-        await host.close();
-        throw e;
-      }
+    try {
+      if (opts.backendDriver !== false) await host.backends.start();
+      if (opts.xenstoredSocket !== undefined) host.xsListener = await listenXenstored(host.xenstored, opts.xenstoredSocket);
+    } catch (e) {
+      await host.close();
+      throw e;
     }
     return host;
   }
@@ -404,6 +422,32 @@ export class MachineHost {
     }
   }
 
+  // --- network -------------------------------------------------------------------------
+
+  /**
+   * The address dom0 reaches a domain at: its first vif's `ip=`, else what
+   * that vif's MAC last announced over ARP.
+   */
+  guestIp(domid: number): string {
+    const r = this.records.get(domid);
+    if (r === undefined) throw new ToolstackError(`domain ${domid} was not created by this toolstack`);
+    const vifs = r.built.config.vifs;
+    if (vifs.length === 0) throw new ToolstackError(`domain ${r.name} (${domid}) has no vif`);
+    const withIp = vifs.find((v) => v.ip !== undefined)?.ip;
+    if (withIp !== undefined) return withIp;
+    for (const v of vifs) {
+      const learned = this.backends.net.endpoint.ipOf(v.mac);
+      if (learned !== undefined) return learned;
+    }
+    throw new ToolstackError(`domain ${r.name} (${domid}): no address known (its vif has no ip= and it has not announced one over ARP)`);
+  }
+
+  /** `xl network-ping`: ICMP echo from dom0 (10.0.0.1) to the domain. */
+  async ping(domid: number, timeoutNs?: number): Promise<{ readonly ip: string; readonly result: PingResult }> {
+    const ip = this.guestIp(domid);
+    return { ip, result: await this.backends.ping(ip, timeoutNs) };
+  }
+
   /** Destroy every domain, stop serving, close xenstored (and its socket). */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -415,6 +459,7 @@ export class MachineHost {
     this.m.log.onConsole = null;
     this.consoled.close();
     this.controller.close();
+    await this.backends.close();
     this.xsPort.close();
     await this.m.stop();
     await this.xsListener?.close();

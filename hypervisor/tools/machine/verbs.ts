@@ -11,6 +11,10 @@
  *   dmesg     the hypervisor's console ring
  *   pause, unpause, destroy {dom}
  *   shutdown  {dom, via: xenstore|ctrl_if, wait}
+ *   network-ping  {dom, timeout_ms?}: ICMP echo from dom0 (10.0.0.1) to the
+ *             guest's address -> {ip, seq, ttl, bytes, rtt_ns, rtt_ms, line}
+ *   network-info  bridges, dom0's ARP cache, heartbeats per source, the
+ *             gratuitous ARP log, vifs, vbds, devices, forwards (JSON)
  *   stop      destroy every domain and stop the daemon (after replying)
  */
 import os from 'node:os';
@@ -33,6 +37,7 @@ export interface VerbContext {
 }
 
 const MiB = 2 ** 20;
+const ICMP_ECHO_HEADER_BYTES = 8;
 
 function str(args: Record<string, unknown>, key: string): string {
   const v = args[key];
@@ -192,9 +197,6 @@ export function makeVerbs(ctx: VerbContext, images: readonly KernelImage[]): Map
   verb('create', async (args) => {
     const cfg = configFromWire(args['config']);
     const b = await h.create(cfg, args['paused'] === true);
-    if (cfg.disks.length > 0 || cfg.vifs.length > 0) {
-      h.m.log.xen(`d${b.domid}: disk and vif devices are not attached yet (no backends in this build)`);
-    }
     return { domid: b.domid, name: b.name };
   });
   verb('pause', (args) => Promise.resolve(h.pause(dom(args))));
@@ -205,6 +207,23 @@ export function makeVerbs(ctx: VerbContext, images: readonly KernelImage[]): Map
     return h.shutdown(dom(args), via, args['wait'] === true);
   });
   verb('console', (args, stream) => console_(ctx, dom(args), stream));
+  verb('network-ping', async (args) => {
+    const domid = dom(args);
+    const ms = args['timeout_ms'];
+    if (ms !== undefined && !(typeof ms === 'number' && Number.isInteger(ms) && ms > 0 && ms <= 60_000)) {
+      throw new ControlError('network-ping: timeout_ms must be 1..60000');
+    }
+    const { ip, result: r } = await h.ping(domid, typeof ms === 'number' ? ms * 1e6 : undefined);
+    if (!r.ok) throw new ControlError(`network-ping ${String(args['dom'])} (${ip}): ${r.detail}`);
+    const rttMs = r.rttNs / 1e6;
+    // As ping(8) counts it: the ICMP message, its 8-byte header included.
+    const bytes = r.bytes + ICMP_ECHO_HEADER_BYTES;
+    return {
+      ip, seq: r.seq, ttl: r.ttl, bytes, rtt_ns: r.rttNs, rtt_ms: rttMs,
+      line: `${bytes} bytes from ${ip}: icmp_seq=${r.seq} ttl=${r.ttl} time=${rttMs.toFixed(3)} ms`,
+    };
+  });
+  verb('network-info', () => Promise.resolve(h.backends.info()));
   verb('stop', () => {
     ctx.requestStop();
     return Promise.resolve({ stopping: true });

@@ -45,6 +45,7 @@ machine:  machine start [--memory SIZE] [--tsc-khz N] [--clock realtime|simulate
           machine status | machine stop
 domains:  create CFG | list [-l] | console DOM | dmesg | info
           pause DOM | unpause DOM | shutdown [-w] [--ctrl-if] DOM | destroy DOM
+network:  network-ping DOM | network-info
 DIR defaults to $XL_MACHINE.`;
 
 interface Parsed {
@@ -254,6 +255,18 @@ async function dispatch(argv: readonly string[], io: XlIo, deps: XlDeps): Promis
       const p = parseArgs(rest, [], ['--ctrl-if', '-w']);
       const dom = oneArg(p, 'domain');
       await withClient(dir, (c) => c.call('shutdown', { dom, via: p.flags.has('--ctrl-if') ? 'ctrl_if' : 'xenstore', wait: p.flags.has('-w') }).result);
+      return;
+    }
+    case 'network-ping': {
+      const dom = oneArg(parseArgs(rest, [], []), 'domain');
+      const r = (await withClient(dir, (c) => c.call('network-ping', { dom }).result)) as { line: string };
+      io.out(`${r.line}\n`);
+      return;
+    }
+    case 'network-info': {
+      parseArgs(rest, [], []);
+      const r = await withClient(dir, (c) => c.call('network-info').result);
+      io.out(JSON.stringify(r, null, 2) + '\n');
       return;
     }
     default:
