@@ -19,8 +19,16 @@ import { xen_clock_ksyms } from '../xen/xen_clock.js';
 import { hypervisor_ksyms } from '../xen/hypervisor.js';
 import { xencons_ksyms } from '../xen/xencons.js';
 import { XENBUS_KSYMTABS } from '../xenbus/xenbus.js';
+import { xen_suspend_machdep_ksyms } from '../xen/xen_suspend_machdep.js';
+import { xen_suspend_ksyms } from '../xen/xen_suspend.js';
 import { NET_KSYMTABS } from '../../../sys/net/net_conf.js';
 import { XENNET_KSYMTABS } from '../xen/if_xennet_xenbus.js';
+import { XBD_KSYMTABS } from '../xen/xbd_xenbus.js';
+import { CTRL_IF_KSYMTABS } from '../xen/ctrl_if_conf.js';
+import { WORKLOAD_KSYMTABS } from '../../../sys/workloads/workloads.js';
+import { wl_blk_block_ksyms } from '../../../sys/workloads/wl_blk_block.js';
+import { wl_blk_ksyms } from '../../../sys/workloads/wl_blk.js';
+import { wl_net_ksyms } from '../../../sys/workloads/wl_net.js';
 
 export const XEN_KSYMTABS: readonly KSymTab[] = Object.freeze([
   hypercalls_ksyms,
@@ -37,6 +45,14 @@ export const XEN_KSYMTABS: readonly KSymTab[] = Object.freeze([
   hypervisor_ksyms,
   xencons_ksyms,
   ...XENBUS_KSYMTABS,
+  xen_suspend_machdep_ksyms,
+  xen_suspend_ksyms,
   ...NET_KSYMTABS,
   ...XENNET_KSYMTABS,
+  ...XBD_KSYMTABS,
+  ...CTRL_IF_KSYMTABS,
+  ...WORKLOAD_KSYMTABS,
+  wl_blk_block_ksyms,
+  wl_blk_ksyms,
+  wl_net_ksyms,
 ]);
