@@ -57,4 +57,4 @@ for (const c of nb.cases) {
 }
 
 const udp = await benchUdpForward();
-console.log(`UDP echo from a host client through the 127.0.0.1 forwarder: ${fmt(udp.roundTripsPerSec)} round trips/s (${udp.payloadBytes} B payload)`);
+console.log(`UDP echo from a host client through the 127.0.0.1 forwarder and the bridge to a stand-in echo endpoint (no guest): ${fmt(udp.roundTripsPerSec)} round trips/s (${udp.payloadBytes} B payload)`);
