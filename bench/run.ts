@@ -58,3 +58,18 @@ for (const c of nb.cases) {
 
 const udp = await benchUdpForward();
 console.log(`UDP echo from a host client through the 127.0.0.1 forwarder and the bridge to a stand-in echo endpoint (no guest): ${fmt(udp.roundTripsPerSec)} round trips/s (${udp.payloadBytes} B payload)`);
+
+const { benchSaveThroughput, benchRestoreLatency } = await import('./saverestore.js');
+const { benchSuspend } = await import('./suspend.js');
+console.log('save/restore (memtest guest) vs raw write/read of the same bytes to/from the same kind of file, same run:');
+for (const r of await benchSaveThroughput([64, 256, 1024])) {
+  console.log(`  ${String(r.guestMiB).padStart(5)} MiB  save ${fmt(r.saveMiBps).padStart(5)} MiB/s  raw write ${fmt(r.rawWriteMiBps).padStart(5)} MiB/s  save/raw ${r.saveRatio.toFixed(2)}   restore ${fmt(r.restoreMiBps).padStart(5)} MiB/s  raw read ${fmt(r.rawReadMiBps).padStart(5)} MiB/s  restore/raw ${r.restoreRatio.toFixed(2)}   (round ${(r.roundMs / 1000).toFixed(1)} s)`);
+}
+const susp = await benchSuspend({ runs: 9 });
+console.log(`netbsd suspend handshake, request -> SHUTDOWN_suspend seen by the toolstack (median of ${susp[0]?.runs ?? 0}, cancelled in between):`);
+for (const s of susp) {
+  console.log(`  ${s.path.padEnd(8)} ${fmt(s.medianSimNs).padStart(12)} ns simulated   ${s.medianWallMs.toFixed(2).padStart(8)} ms host wall`);
+}
+const rl = await benchRestoreLatency({ guestMiB: 64 });
+console.log(`netbsd restore, ${rl.guestMiB} MiB, workload=mem,clock, restore start -> both workloads counting again (host wall):`);
+console.log(`  ${rl.untilRunningMs.toFixed(1).padStart(8)} ms total   (restoreDomain ${rl.restoreDomainMs.toFixed(1)} ms, toolstack steps ${rl.toolstackMs.toFixed(1)} ms, guest ran ${fmt(rl.guestRunNs / 1e3)} us simulated; image ${fmt(rl.imageBytes / 2 ** 20)} MiB, save ${rl.saveMs.toFixed(1)} ms)`);
