@@ -11,6 +11,7 @@ import { benchXenstored } from '../hypervisor/tools/xenstored/bench.js';
 import { benchBlkback } from '../hypervisor/dom0/blkback/bench.js';
 import { benchNetback } from '../hypervisor/dom0/netback/bench.js';
 import { benchUdpForward } from '../hypervisor/dom0/net/udp-bench.js';
+import { benchGuestUdpEcho } from './udp-guest.js';
 import { netbsdImage } from '../arch/xen/conf/netbsd.js';
 import { benchBoot } from '../tests/boot/bench.js';
 
@@ -56,6 +57,8 @@ for (const c of nb.cases) {
   console.log(`  ${c.dir.toUpperCase()} ${String(c.frameBytes).padStart(5)} B frames  ${fmt(c.packetsPerSec).padStart(9)} pkt/s  ${fmt(c.mbPerSec).padStart(6)} MB/s`);
 }
 
+const gudp = await benchGuestUdpEcho();
+console.log(`UDP echo from a host client on 127.0.0.1 through forward=, the bridge, netback and the netbsd guest's echo server: ${fmt(gudp.roundTripsPerSec)} round trips/s (${gudp.roundTrips} sequential, ${gudp.payloadBytes} B payload)`);
 const udp = await benchUdpForward();
 console.log(`UDP echo from a host client through the 127.0.0.1 forwarder and the bridge to a stand-in echo endpoint (no guest): ${fmt(udp.roundTripsPerSec)} round trips/s (${udp.payloadBytes} B payload)`);
 
