@@ -39,6 +39,43 @@ import { MachineLink } from './link.js';
 import { listenXenstored, type SocketListener } from './xs-socket.js';
 import { Dom0Backends } from '../backend/dom0.js';
 import type { PingResult } from '../../dom0/net/endpoint.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { mfn as toMfn, evtchnPort } from '../../public/types.js';
+import { formatConfig, parseConfig } from '../xl/config.js';
+import { planLayout } from '../builder/layout.js';
+import { introduceDomain, writeDomainNodes } from '../builder/xenstore.js';
+import {
+  saveDomain, restoreDomain, waitForSuspend, p2mOf, formatP2m, fastResume, WaitError, SaveError, RestoreError,
+  type DomExcSource, type SaveMachine,
+} from '../save/index.js';
+import { StreamError } from '../stream/index.js';
+
+/** How `xl save` asks the guest to suspend. */
+export type SuspendVia = 'evtchn' | 'xenstore' | 'ctrl_if';
+
+export interface SaveRequest {
+  /** `-c`: resume the domain afterwards instead of destroying it. */
+  readonly checkpoint?: boolean;
+  /** `-p`: leave it paused after the save (implies not destroying it). */
+  readonly paused?: boolean;
+  /** Default: the suspend event channel if the guest advertised one, else xenstore. */
+  readonly via?: SuspendVia;
+  /** ms of machine time the guest has to suspend (default 10 s). */
+  readonly timeoutMs?: number;
+}
+
+export interface SaveReport {
+  readonly domid: number;
+  readonly via: SuspendVia;
+  readonly bytes: number;
+  readonly pages: number;
+  readonly outcome: 'destroyed' | 'resumed' | 'paused';
+  /** ms from the request to the guest's suspend, and of writing the image. */
+  readonly suspendMs: number;
+  readonly writeMs: number;
+}
 
 /** A toolstack failure the user should see as one line (unknown domain, name taken, ...). */
 export class ToolstackError extends Error {
@@ -126,6 +163,14 @@ export class MachineHost {
   private readonly inflight = new Set<Promise<void>>();
 
   private xsListener: SocketListener | undefined;
+  private readonly domExcListeners = new Set<() => void>();
+  /** VIRQ_DOM_EXC as this host receives it, for waitForSuspend (the host holds the VIRQ). */
+  readonly domExc: DomExcSource = {
+    subscribe: (l) => {
+      this.domExcListeners.add(l);
+      return () => this.domExcListeners.delete(l);
+    },
+  };
 
   private constructor(opts: HostOptions) {
     const m = new Machine(opts.machine ?? {});
@@ -182,7 +227,10 @@ export class MachineHost {
     };
     this.domExcPort = m.xc.bindVirq(VIRQ_DOM_EXC);
     if (this.domExcPort < 0) throw new Error(`cannot bind VIRQ_DOM_EXC: ${this.domExcPort}`);
-    m.onDom0Event(this.domExcPort, () => this.onDomainException());
+    m.onDom0Event(this.domExcPort, () => {
+      this.onDomainException();
+      for (const l of [...this.domExcListeners]) l();
+    });
   }
 
   /** A host; with `xenstoredSocket`, xenstored is listening there when this resolves. */
@@ -377,6 +425,242 @@ export class MachineHost {
       this.m.log.xen(`d${oldDomid} (${cfg.name}) restarted as d${b.domid}`);
     } catch (e) {
       this.m.log.xen(`restarting ${cfg.name} failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  // --- save, restore, p2m ------------------------------------------------------------
+
+  /** Poll `probe` every 20 ms (real time) until true or `ms` pass. */
+  private async pollFor(ms: number, probe: () => Promise<boolean>): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      if (await probe()) return true;
+      if (Date.now() > deadline) return false;
+      if (this.m.clock.kind === 'simulated') this.m.runUntil(() => false, 2000);
+      await new Promise((r) => setTimeout(r, this.m.clock.kind === 'simulated' ? 0 : 20));
+    }
+  }
+
+  /** Ask the guest to suspend by `via`; resolves once it was asked (and, for xenstore, acked). */
+  private async askSuspend(domid: number, name: string, via: SuspendVia, timeoutMs: number): Promise<void> {
+    const dom = domainPath(domid);
+    if (via === 'evtchn') {
+      const remote = Number(await this.readNode(`${dom}/device/suspend/event-channel`));
+      if (!Number.isInteger(remote) || remote <= 0) {
+        throw new ToolstackError(`domain ${name} (${domid}) has not advertised device/suspend/event-channel (try --suspend=xenstore)`);
+      }
+      const local = this.m.xc.bindInterdomain(domid, remote);
+      if (local < 0) throw new ToolstackError(`cannot bind the suspend event channel ${remote} of domain ${domid} (${errnoName(local)})`);
+      try {
+        const rc = this.m.xc.notify(local);
+        if (rc < 0) throw new ToolstackError(`cannot signal the suspend event channel of domain ${domid} (${errnoName(rc)})`);
+        this.m.poke();
+      } finally {
+        this.m.xc.closePort(local);
+      }
+      return;
+    }
+    if (via === 'ctrl_if') {
+      const res = await this.controller.sendShutdown(toDomId(domid), 'suspend');
+      if (!res.ok) throw new ToolstackError(`ctrl_if suspend of ${name} (${domid}) failed: ${res.error.kind}: ${res.error.detail}`);
+      return;
+    }
+    const node = `${dom}/control/shutdown`;
+    await this.xs.write(node, 'suspend');
+    this.m.poke();
+    const acked = await this.pollFor(timeoutMs, async () => (await this.readNode(node)) === '' || this.isSuspended(domid));
+    if (!acked) {
+      await this.xs.write(node, '').catch(() => undefined);
+      throw new ToolstackError(`domain ${name} (${domid}) did not acknowledge control/shutdown=suspend within ${timeoutMs} ms (the request was withdrawn; the domain keeps running)`);
+    }
+  }
+
+  private isSuspended(domid: number): boolean {
+    const i = this.m.xc.getDomainInfo(domid);
+    return i !== undefined && i.shutdown && i.shutdownReason === SHUTDOWN_suspend;
+  }
+
+  /** Resume a suspended domain in place (rax = 1), XS_RESUME, and watch it again. */
+  private async resumeInPlace(domid: number): Promise<void> {
+    if (this.isSuspended(domid)) fastResume(this.m, domid);
+    await this.xs.resume(domid).catch(() => undefined);
+    this.domainResumed(domid);
+    this.m.poke();
+  }
+
+  /**
+   * `xl save [-c] [-p] DOM FILE`: ask the guest to suspend, wait, drain its
+   * console, write the image to a temporary name beside FILE and rename it
+   * when complete; then destroy the domain as `xl destroy` does, or (-c, -p)
+   * resume it in place.
+   */
+  async save(domid: number, file: string, req: SaveRequest = {}): Promise<SaveReport> {
+    if (domid === 0) throw new ToolstackError('Domain-0 cannot be saved');
+    const r = this.records.get(domid);
+    if (r === undefined) throw new ToolstackError(`domain ${domid} was not created by this toolstack`);
+    if (this.isSuspended(domid)) throw new ToolstackError(`domain ${r.name} (${domid}) is already suspended`);
+    const target = path.resolve(file);
+    const dirOf = path.dirname(target);
+    if (!fs.existsSync(dirOf)) throw new ToolstackError(`cannot write ${target}: no directory ${dirOf}`);
+    const keep = req.checkpoint === true || req.paused === true;
+    const timeoutMs = req.timeoutMs ?? 10_000;
+    let via = req.via;
+    if (via === undefined) {
+      const ev = await this.readNode(`${domainPath(domid)}/device/suspend/event-channel`);
+      via = /^\d+$/.test(ev) && Number(ev) > 0 ? 'evtchn' : 'xenstore';
+    }
+    const t0 = Date.now();
+    await this.askSuspend(domid, r.name, via, timeoutMs);
+    try {
+      await waitForSuspend(this.m, domid, timeoutMs * 1e6, { domExc: this.domExc });
+    } catch (e) {
+      if (e instanceof WaitError) {
+        if (e.code === 'timeout') await this.resumeInPlace(domid).catch(() => undefined);
+        throw new ToolstackError(`save of ${r.name} (${domid}): ${e.message}`);
+      }
+      throw e;
+    }
+    const suspendMs = Date.now() - t0;
+    // What the guest printed before it went is logged now, once.
+    this.controller.kick(toDomId(domid));
+    this.consoled.kick(toDomId(domid));
+    const tmp = path.join(dirOf, `.${path.basename(target)}.partial-${process.pid}`);
+    const fd = fs.openSync(tmp, 'w');
+    // saveDomain destroys the domain itself after the image; this host destroys it
+    // the normal way instead (devices, nodes, forwards), so it sees a destroy that does nothing.
+    const xc = this.m.xc;
+    const xcNoDestroy = new Proxy(xc, {
+      get: (t, k) => {
+        if (k === 'destroyDomain') return () => 0;
+        const v: unknown = Reflect.get(t, k, t);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    const sm: SaveMachine = { xc: xcNoDestroy, frames: this.m.frames, domain: (id) => this.m.domain(id) };
+    const t1 = Date.now();
+    let res;
+    try {
+      res = await saveDomain(sm, domid, (c: Uint8Array) => {
+        fs.writeSync(fd, c);
+      }, {
+        config: formatConfig(r.built.config),
+        extra: { uuid: r.built.uuid, name: r.name, savedBy: `xenport machine pid ${process.pid}` },
+        onFailure: 'leave',
+      });
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      fs.renameSync(tmp, target);
+    } catch (e) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // already closed
+      }
+      fs.rmSync(tmp, { force: true });
+      await this.resumeInPlace(domid).catch(() => undefined);
+      const msg = e instanceof Error ? e.message : String(e);
+      throw new ToolstackError(`save of ${r.name} (${domid}) failed, the domain was resumed: ${msg}`);
+    }
+    const writeMs = Date.now() - t1;
+    let outcome: SaveReport['outcome'];
+    if (keep) {
+      await this.resumeInPlace(domid);
+      if (req.paused === true) this.m.xc.pauseDomain(domid);
+      outcome = req.paused === true ? 'paused' : 'resumed';
+    } else {
+      await this.destroy(domid);
+      outcome = 'destroyed';
+    }
+    this.m.log.xen(`d${domid} (${r.name}) saved to ${target} (${res.bytes} bytes, via ${via}): ${outcome}`);
+    return { domid, via, bytes: res.bytes, pages: res.pages, outcome, suspendMs, writeMs };
+  }
+
+  /**
+   * `xl restore [-p] FILE`: a new paused domain from the image, its
+   * xenstore nodes, XS_INTRODUCE, console, ctrl_if, devices from the saved
+   * config, unpaused unless `paused`. Nothing is left behind on failure.
+   */
+  async restore(file: string, paused = false): Promise<{ domid: number; name: string }> {
+    if (this.closed) throw new ToolstackError('the machine is stopping');
+    const src = path.resolve(file);
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(src);
+    } catch (e) {
+      throw new ToolstackError(`cannot read ${src}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+    if (!st.isFile()) throw new ToolstackError(`${src} is not a file`);
+    const turn = this.createLock.then(() => this.restoreLocked(src, paused));
+    this.createLock = turn.then(() => undefined, () => undefined);
+    return turn;
+  }
+
+  private async restoreLocked(src: string, paused: boolean): Promise<{ domid: number; name: string }> {
+    let rd;
+    try {
+      rd = await restoreDomain(this.m, fs.createReadStream(src));
+    } catch (e) {
+      if (e instanceof StreamError || e instanceof RestoreError) throw new ToolstackError(`restore of ${src}: ${e.message}`);
+      throw e;
+    }
+    const domid = rd.domid;
+    let uuid: string | undefined;
+    try {
+      if (rd.config === undefined || rd.config.format !== 'xl.cfg') throw new ToolstackError('the image carries no xl.cfg config');
+      const cfg = parseConfig(rd.config.text, `config in ${src}`);
+      const extra = rd.xenportMeta?.extra ?? {};
+      const name = typeof extra['name'] === 'string' ? extra['name'] : cfg.name;
+      if (name === 'Domain-0' || this.creating.has(name) || [...this.records.values()].some((x) => x.name === name)) {
+        throw new ToolstackError(`a domain named "${name}" already exists`);
+      }
+      const image = this.m.image(cfg.kernel);
+      if (image === undefined) throw new ToolstackError(`no kernel image "${cfg.kernel}" on this machine`);
+      uuid = typeof extra['uuid'] === 'string' ? extra['uuid'] : randomUUID();
+      await writeDomainNodes(this.xs, {
+        domid, name, uuid, kernel: image.name, vcpus: cfg.vcpus,
+        targetKb: cfg.memory * 1024, maxMemKb: cfg.memory * 1024 + 1024,
+        storeMfn: rd.storeMfn, storePort: rd.storePort, consoleMfn: rd.consoleMfn, consolePort: rd.consolePort,
+        consoleOutput: this.services.consoleOutput?.(domid) ?? 'pty',
+        startTime: Math.floor(Date.now() / 1000),
+      });
+      await introduceDomain(this.xs, domid, rd.storeMfn, rd.storePort);
+      const c = this.consoled.add(toDomId(domid), toMfn(rd.consoleMfn), evtchnPort(rd.consolePort));
+      if (!c.ok) throw new ToolstackError(`console: ${c.error}`);
+      if (rd.ctrlIf !== undefined) {
+        const ci = this.controller.add(toDomId(domid), toMfn(rd.ctrlIf.mfn), evtchnPort(rd.ctrlIf.port));
+        if (!ci.ok) throw new ToolstackError(`ctrl_if: ${ci.error}`);
+      }
+      await this.services.attachDevices?.(domid, cfg);
+      const built: BuiltDomain = {
+        domid, name, uuid, config: cfg, image, layout: planLayout(image, cfg.memory * 256), p2m: [],
+        sharedInfoMfn: rd.sharedInfoMfn, startInfoMfn: rd.startInfoMfn, storeMfn: rd.storeMfn, storePort: rd.storePort,
+        consoleMfn: rd.consoleMfn, consolePort: rd.consolePort, ctrlIfMfn: rd.ctrlIf?.mfn ?? -1, ctrlIfPort: rd.ctrlIf?.port ?? -1,
+        l4Mfn: -1, cmdLine: cfg.extra,
+      };
+      this.records.set(domid, { built, name, shutdownSeen: false, preserved: false, waiters: [] });
+      if (!paused) {
+        const rc = this.m.xc.unpauseDomain(domid);
+        if (rc < 0) throw new ToolstackError(`unpause failed (${errnoName(rc)})`);
+      }
+      this.m.poke();
+      this.m.log.xen(`d${domid} (${name}) restored from ${src}: ${rd.pages} pages`);
+      return { domid, name };
+    } catch (e) {
+      this.records.delete(domid);
+      await teardownDomain(this.m, this.services, domid, uuid);
+      const msg = e instanceof Error ? e.message : String(e);
+      throw new ToolstackError(`restore of ${src}: ${msg}`);
+    }
+  }
+
+  /** `xl p2m DOM`: `pfn mfn` lines from the guest's own P2M, checked with the M2P. */
+  p2m(domid: number): string {
+    if (domid === 0) throw new ToolstackError('Domain-0 has no P2M here');
+    try {
+      return formatP2m(p2mOf(this.m, domid));
+    } catch (e) {
+      if (e instanceof SaveError) throw new ToolstackError(`p2m of domain ${domid}: ${e.message}`);
+      throw e;
     }
   }
 

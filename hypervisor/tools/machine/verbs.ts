@@ -15,6 +15,11 @@
  *             guest's address -> {ip, seq, ttl, bytes, rtt_ns, rtt_ms, line}
  *   network-info  bridges, dom0's ARP cache, heartbeats per source, the
  *             gratuitous ARP log, vifs, vbds, devices, forwards (JSON)
+ *   save      {dom, file, checkpoint?, paused?, via?: evtchn|xenstore|ctrl_if, timeout_ms?}:
+ *             suspend the guest, write the image (temp name, then rename),
+ *             destroy it or (-c/-p) resume it -> {domid, via, bytes, pages, outcome, ...}
+ *   restore   {file, paused?}: a domain from an image -> {domid, name}
+ *   p2m       {dom}: the guest's P2M as `pfn mfn` lines
  *   stop      destroy every domain and stop the daemon (after replying)
  */
 import os from 'node:os';
@@ -224,6 +229,26 @@ export function makeVerbs(ctx: VerbContext, images: readonly KernelImage[]): Map
     };
   });
   verb('network-info', () => Promise.resolve(h.backends.info()));
+  verb('save', (args) => {
+    const domid = dom(args);
+    const file = str(args, 'file');
+    const via = args['via'];
+    if (via !== undefined && via !== 'evtchn' && via !== 'xenstore' && via !== 'ctrl_if') {
+      throw new ControlError('save: --suspend must be evtchn, xenstore or ctrl_if');
+    }
+    const ms = args['timeout_ms'];
+    if (ms !== undefined && !(typeof ms === 'number' && Number.isInteger(ms) && ms > 0 && ms <= 600_000)) {
+      throw new ControlError('save: timeout_ms must be 1..600000');
+    }
+    return h.save(domid, file, {
+      checkpoint: args['checkpoint'] === true,
+      paused: args['paused'] === true,
+      ...(via === undefined ? {} : { via }),
+      ...(typeof ms === 'number' ? { timeoutMs: ms } : {}),
+    });
+  });
+  verb('restore', (args) => h.restore(str(args, 'file'), args['paused'] === true));
+  verb('p2m', (args) => Promise.resolve(h.p2m(dom(args))));
   verb('stop', () => {
     ctx.requestStop();
     return Promise.resolve({ stopping: true });

@@ -45,6 +45,7 @@ machine:  machine start [--memory SIZE] [--tsc-khz N] [--clock realtime|simulate
           machine status | machine stop
 domains:  create CFG | list [-l] | console DOM | dmesg | info
           pause DOM | unpause DOM | shutdown [-w] [--ctrl-if] DOM | destroy DOM
+save:     save [-c] [-p] [--suspend=evtchn|xenstore|ctrl_if] DOM FILE|- | restore [-p] FILE | p2m DOM
 network:  network-ping DOM | network-info
 DIR defaults to $XL_MACHINE.`;
 
@@ -255,6 +256,54 @@ async function dispatch(argv: readonly string[], io: XlIo, deps: XlDeps): Promis
       const p = parseArgs(rest, [], ['--ctrl-if', '-w']);
       const dom = oneArg(p, 'domain');
       await withClient(dir, (c) => c.call('shutdown', { dom, via: p.flags.has('--ctrl-if') ? 'ctrl_if' : 'xenstore', wait: p.flags.has('-w') }).result);
+      return;
+    }
+    case 'save': {
+      const p = parseArgs(rest, ['--suspend', '--timeout'], ['-c', '-p']);
+      if (p.positional.length !== 2) throw new UsageError('usage: xl save [-c] [-p] [--suspend=evtchn|xenstore|ctrl_if] DOM FILE');
+      const [dom, file] = p.positional as [string, string];
+      const via = p.flags.get('--suspend');
+      if (via !== undefined && via !== 'evtchn' && via !== 'xenstore' && via !== 'ctrl_if') {
+        throw new UsageError('--suspend must be evtchn, xenstore or ctrl_if');
+      }
+      const tmo = p.flags.get('--timeout');
+      const timeoutMs = typeof tmo === 'string' ? Number(tmo) * 1000 : undefined;
+      if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs > 0)) throw new UsageError('--timeout takes whole seconds');
+      // '-': the machine writes a temporary file in its directory and xl streams it.
+      const toStdout = file === '-';
+      const target = toStdout ? path.join(dir, `stdout-save-${process.pid}.img`) : path.resolve(file);
+      const args = {
+        dom, file: target, checkpoint: p.flags.has('-c'), paused: p.flags.has('-p'),
+        ...(typeof via === 'string' ? { via } : {}), ...(timeoutMs === undefined ? {} : { timeout_ms: timeoutMs }),
+      };
+      const r = (await withClient(dir, (c) => c.call('save', args).result)) as { bytes: number; outcome: string; via: string };
+      if (toStdout) {
+        try {
+          await new Promise<void>((resolve, reject) => {
+            const rs = fs.createReadStream(target);
+            rs.on('error', reject);
+            rs.on('end', resolve);
+            rs.pipe(process.stdout, { end: false });
+          });
+        } finally {
+          fs.rmSync(target, { force: true });
+        }
+        io.err(`saved domain ${dom} (${r.bytes} bytes, suspended via ${r.via}): ${r.outcome}\n`);
+      } else {
+        io.out(`saved domain ${dom} to ${target} (${r.bytes} bytes, suspended via ${r.via}): ${r.outcome}\n`);
+      }
+      return;
+    }
+    case 'restore': {
+      const p = parseArgs(rest, [], ['-p']);
+      const file = path.resolve(oneArg(p, 'image file'));
+      const r = (await withClient(dir, (c) => c.call('restore', { file, paused: p.flags.has('-p') }).result)) as { domid: number };
+      io.out(`${r.domid}\n`);
+      return;
+    }
+    case 'p2m': {
+      const dom = oneArg(parseArgs(rest, [], []), 'domain');
+      io.out((await withClient(dir, (c) => c.call('p2m', { dom }).result)) as string);
       return;
     }
     case 'network-ping': {
