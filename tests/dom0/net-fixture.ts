@@ -37,17 +37,8 @@ export function toHex(b: Uint8Array): string {
   return Buffer.from(b).toString('hex');
 }
 
-/** mulberry32: small, seeded, good enough to shake parsers. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: small, seeded, good enough to shake parsers. Shared with the frame allocator (hypervisor/xen/frametable.ts). */
+export { mulberry32 as seededRandom } from '../../hypervisor/xen/frametable.js';
 
 export function randomBytes(rand: () => number, n: number): Uint8Array {
   return Uint8Array.from({ length: n }, () => Math.floor(rand() * 256));

@@ -29,18 +29,10 @@ import {
   type VcpuInput,
   type XenportMeta,
 } from '../../hypervisor/tools/stream/index.js';
+import { mulberry32 as prng } from '../../hypervisor/xen/frametable.js';
 
-/** mulberry32: a small seeded PRNG, so every run sees the same "random" data. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: a small seeded PRNG, so every run sees the same "random" data. Shared with the frame allocator (hypervisor/xen/frametable.ts). */
+export { prng };
 
 export const randInt = (r: () => number, lo: number, hiExcl: number): number => lo + Math.floor(r() * (hiExcl - lo));
 

@@ -111,14 +111,5 @@ export class Core {
   }
 }
 
-/** Deterministic PRNG (mulberry32) for chunk sizes and random data. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (mulberry32) for chunk sizes and random data. Shared with the frame allocator (hypervisor/xen/frametable.ts). */
+export { mulberry32 as prng } from '../../hypervisor/xen/frametable.js';

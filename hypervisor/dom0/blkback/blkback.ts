@@ -23,6 +23,7 @@ import { DiskImage, type DiskError } from './disk.js';
 import { DEFAULT_POLL_BUDGET, Vbd, type VbdState, type VbdStats } from './vbd.js';
 import type { BlkbackHost } from './transport.js';
 import type { DomId } from '../../public/types.js';
+import { BackendRegistry, deviceHooks } from '../backend-core.js';
 
 const log = createDebug('dom0:blkback');
 
@@ -65,20 +66,17 @@ export interface VbdInfo {
   readonly stats: Readonly<VbdStats>;
 }
 
-const key = (domid: number, devid: number): string => `${domid}/${devid}`;
-
-export class Blkback {
-  private readonly vbds = new Map<string, Vbd>();
-
-  constructor(private readonly opts: BlkbackOptions) {}
+export class Blkback extends BackendRegistry<Vbd> {
+  constructor(private readonly opts: BlkbackOptions) {
+    super(DEFAULT_POLL_BUDGET);
+  }
 
   /** Open the image and create the vbd, waiting for its frontend. */
   create(spec: VbdSpec): CreateResult {
-    const k = key(spec.frontendDomid, spec.devid);
-    if (this.vbds.has(k)) return { ok: false, error: { kind: 'exists', message: `vbd d${spec.frontendDomid}/${spec.devid} already exists` } };
+    if (this.has(spec.frontendDomid, spec.devid)) return { ok: false, error: { kind: 'exists', message: `vbd d${spec.frontendDomid}/${spec.devid} already exists` } };
     const disk = DiskImage.open(spec.target, { readOnly: spec.readOnly });
     if (!disk.ok) return { ok: false, error: { kind: 'disk', disk: disk.error, message: disk.error.message } };
-    const clash = [...this.vbds.values()].find(
+    const clash = this.list().find(
       (v) => v.disk.identity === disk.value.identity && !(v.disk.readOnly && spec.readOnly));
     if (clash !== undefined) {
       disk.value.close();
@@ -91,62 +89,11 @@ export class Blkback {
       devid: spec.devid,
       disk: disk.value,
       host: this.opts.host,
-      ...(this.opts.schedule === undefined ? {} : { onWork: this.opts.schedule }),
-      ...(this.opts.onStateChange === undefined ? {} : { onStateChange: this.opts.onStateChange }),
+      ...deviceHooks(this.opts),
     });
-    this.vbds.set(k, vbd);
+    this.add(vbd);
     log.enabled && log('%s created on %s (%d sectors%s)', vbd.name, disk.value.path, disk.value.sectors, spec.readOnly ? ', read-only' : '');
     return { ok: true, value: vbd };
-  }
-
-  get(frontendDomid: DomId, devid: number): Vbd | undefined {
-    return this.vbds.get(key(frontendDomid, devid));
-  }
-
-  /** Every vbd, in creation order. */
-  list(): Vbd[] {
-    return [...this.vbds.values()];
-  }
-
-  /** Close one vbd and forget it. False if there was none. */
-  destroy(frontendDomid: DomId, devid: number): boolean {
-    const k = key(frontendDomid, devid);
-    const v = this.vbds.get(k);
-    if (v === undefined) return false;
-    v.close();
-    this.vbds.delete(k);
-    return true;
-  }
-
-  /** Close every vbd of a domain (destroyed, or saved and gone). */
-  destroyDomain(frontendDomid: DomId): number {
-    let n = 0;
-    for (const v of this.list()) if (v.frontendDomid === frontendDomid && this.destroy(v.frontendDomid, v.devid)) n++;
-    return n;
-  }
-
-  /** Some connected vbd has been kicked and not polled since. */
-  hasWork(): boolean {
-    for (const v of this.vbds.values()) if (v.hasWork) return true;
-    return false;
-  }
-
-  /**
-   * Poll every vbd with work once, `budget` requests each at most, in
-   * creation order. Returns the requests taken. A vbd left with work asks
-   * for another poll through `schedule`.
-   */
-  poll(budget: number = DEFAULT_POLL_BUDGET): number {
-    let n = 0;
-    for (const v of this.list()) if (v.hasWork) n += v.poll(budget);
-    return n;
-  }
-
-  /** Poll until no vbd has work (tests, benches, a machine draining before save). */
-  drain(budget: number = DEFAULT_POLL_BUDGET, maxRounds = 1_000_000): number {
-    let n = 0;
-    for (let i = 0; i < maxRounds && this.hasWork(); i++) n += this.poll(budget);
-    return n;
   }
 
   info(): VbdInfo[] {

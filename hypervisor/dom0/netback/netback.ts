@@ -24,6 +24,7 @@ import { parseMac } from '../net/addr.js';
 import type { DomId } from '../../public/types.js';
 import { DEFAULT_POLL_BUDGET, Vif, type BridgeAttach, type VifState, type VifStats } from './vif.js';
 import type { NetbackHost } from './transport.js';
+import { BackendRegistry, deviceHooks } from '../backend-core.js';
 
 const log = createDebug('dom0:netback');
 
@@ -67,18 +68,15 @@ export interface VifInfo {
   readonly stats: Readonly<VifStats>;
 }
 
-const key = (domid: number, devid: number): string => `${domid}/${devid}`;
-
-export class Netback {
-  private readonly vifs = new Map<string, Vif>();
-
-  constructor(private readonly opts: NetbackOptions) {}
+export class Netback extends BackendRegistry<Vif> {
+  constructor(private readonly opts: NetbackOptions) {
+    super(DEFAULT_POLL_BUDGET);
+  }
 
   /** Create the vif and plug it into its bridge, waiting for its frontend. */
   create(spec: VifCreateSpec): VifCreateResult {
-    const k = key(spec.frontendDomid, spec.devid);
     const name = `vif${spec.frontendDomid}.${spec.devid}`;
-    if (this.vifs.has(k)) return { ok: false, error: { kind: 'exists', message: `${name} already exists` } };
+    if (this.has(spec.frontendDomid, spec.devid)) return { ok: false, error: { kind: 'exists', message: `${name} already exists` } };
     if (!(Number.isInteger(spec.devid) && spec.devid >= 0 && spec.devid <= 0xffff))
       return { ok: false, error: { kind: 'bad-devid', message: `${name}: handle ${spec.devid} is not 0..65535` } };
     if (parseMac(spec.mac) === undefined) return { ok: false, error: { kind: 'bad-mac', message: `${name}: "${spec.mac}" is not a MAC address` } };
@@ -90,62 +88,11 @@ export class Netback {
       bridge: spec.bridge,
       ...(this.opts.rxQueueFrames === undefined ? {} : { rxQueueFrames: this.opts.rxQueueFrames }),
       ...(this.opts.rxQueueBytes === undefined ? {} : { rxQueueBytes: this.opts.rxQueueBytes }),
-      ...(this.opts.schedule === undefined ? {} : { onWork: this.opts.schedule }),
-      ...(this.opts.onStateChange === undefined ? {} : { onStateChange: this.opts.onStateChange }),
+      ...deviceHooks(this.opts),
     });
-    this.vifs.set(k, vif);
+    this.add(vif);
     log.enabled && log('%s created (mac %s)', vif.name, vif.mac);
     return { ok: true, value: vif };
-  }
-
-  get(frontendDomid: DomId, devid: number): Vif | undefined {
-    return this.vifs.get(key(frontendDomid, devid));
-  }
-
-  /** Every vif, in creation order. */
-  list(): Vif[] {
-    return [...this.vifs.values()];
-  }
-
-  /** Close one vif (off its bridge) and forget it. False if there was none. */
-  destroy(frontendDomid: DomId, devid: number): boolean {
-    const k = key(frontendDomid, devid);
-    const v = this.vifs.get(k);
-    if (v === undefined) return false;
-    v.close();
-    this.vifs.delete(k);
-    return true;
-  }
-
-  /** Close every vif of a domain (destroyed, saved, or migrated away). */
-  destroyDomain(frontendDomid: DomId): number {
-    let n = 0;
-    for (const v of this.list()) if (v.frontendDomid === frontendDomid && this.destroy(v.frontendDomid, v.devid)) n++;
-    return n;
-  }
-
-  /** Some connected vif has been kicked and not polled since. */
-  hasWork(): boolean {
-    for (const v of this.vifs.values()) if (v.hasWork) return true;
-    return false;
-  }
-
-  /**
-   * Poll every vif with work once, in creation order. Returns the packets
-   * moved. A vif left with work (budget spent, or a frame another vif sent
-   * it during this pass) asks for another poll through `schedule`.
-   */
-  poll(budget: number = DEFAULT_POLL_BUDGET): number {
-    let n = 0;
-    for (const v of this.list()) if (v.hasWork) n += v.poll(budget);
-    return n;
-  }
-
-  /** Poll until no vif has work (tests, benches, a machine draining before save). */
-  drain(budget: number = DEFAULT_POLL_BUDGET, maxRounds = 1_000_000): number {
-    let n = 0;
-    for (let i = 0; i < maxRounds && this.hasWork(); i++) n += this.poll(budget);
-    return n;
   }
 
   info(): VifInfo[] {

@@ -4,10 +4,8 @@
  * Xenstored: the machine makes xenstored first (its ring hooks need the
  * machine) and then opens the socket.
  */
-import { mkdirSync, rmSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
-import { dirname } from 'node:path';
 import type { Xenstored } from '../xenstored/server.js';
+import { listenUnixSocket } from '../xenstored/listen.js';
 
 export interface SocketListener {
   readonly socketPath: string;
@@ -16,32 +14,12 @@ export interface SocketListener {
 }
 
 export async function listenXenstored(xenstored: Xenstored, socketPath: string): Promise<SocketListener> {
-  mkdirSync(dirname(socketPath), { recursive: true });
-  rmSync(socketPath, { force: true });
-  const sockets = new Set<Socket>();
-  const server = createServer((sock) => {
-    sockets.add(sock);
-    sock.on('close', () => sockets.delete(sock));
-    xenstored.acceptSocket(sock);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socketPath, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const listener = await listenUnixSocket(socketPath, (sock) => xenstored.acceptSocket(sock));
   let closing: Promise<void> | undefined;
   return {
     socketPath,
     close: () => {
-      closing ??= new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => {
-          rmSync(socketPath, { force: true });
-          resolve();
-        });
-      });
+      closing ??= listener.close();
       return closing;
     },
   };

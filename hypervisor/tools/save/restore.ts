@@ -32,7 +32,7 @@ import { PAGE_DATA_HEADER, RECORD_HEADER, X86_PV_P2M_FRAMES, X86_PV_VCPU_HEADER 
 import { errnoName } from '../../public/errno.js';
 import { INVALID_MFN, P2M_TREE_MAX_PFNS, type RestoreMachine } from './deps.js';
 import { RestoreError, hex } from './errors.js';
-import { finishRestore, type Located, type RestoreState } from './restore-finish.js';
+import { finishRestore, type FinishedDomain, type Located, type RestoreState } from './restore-finish.js';
 
 export interface RestoreOptions {
   /** Outermost layer of the source (default 'xl', a file from `xl save`). */
@@ -45,21 +45,18 @@ export interface RestoreOptions {
   readonly progress?: (pages: number) => void;
 }
 
-export interface RestoredDomain {
+/**
+ * The restored domain: its store/console rings, start_info and shared_info
+ * frames as finishRestore left them (`ctrlIf`, when the command line names
+ * one, has a fresh port and the line rewritten), plus what the stream said.
+ */
+export interface RestoredDomain extends FinishedDomain {
   readonly domid: number;
   readonly config?: XlConfig;
   readonly xenportMeta?: XenportMeta;
   readonly maxPfn: number;
   /** Pfns that got a frame. */
   readonly pages: number;
-  readonly storeMfn: number;
-  readonly storePort: number;
-  readonly consoleMfn: number;
-  readonly consolePort: number;
-  /** The Xen 2.0 control interface, when the command line names one (`ctrl_if=<pfn>,<port>`): a fresh port, the line rewritten. */
-  readonly ctrlIf?: { readonly mfn: number; readonly port: number };
-  readonly startInfoMfn: number;
-  readonly sharedInfoMfn: number;
 }
 
 export type RestoreSource = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;

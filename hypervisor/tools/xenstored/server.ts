@@ -8,9 +8,7 @@
  * host's `mapRing` hook maps the store page and supplies the notify
  * callback standing in for the event channel).
  */
-import { mkdirSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
-import { dirname } from 'node:path';
+import type { Socket } from 'node:net';
 import createDebug from 'debug';
 import type { ByteMem } from '../../public/layout.js';
 import type { DomId, EvtchnPort } from '../../public/types.js';
@@ -21,6 +19,7 @@ import {
 import { XsRingTransport, type RingOptions } from './ring.js';
 import { XsSocketTransport } from './socket.js';
 import { latin1, type XsMsg } from './wire.js';
+import { listenUnixSocket } from './listen.js';
 
 const log = createDebug('xenstored');
 
@@ -228,32 +227,11 @@ export interface XenstoredHandle {
 export async function startXenstored(opts: XenstoredOptions & { readonly socketPath: string }): Promise<XenstoredHandle> {
   const xenstored = new Xenstored(opts);
   const socketPath = opts.socketPath;
-  mkdirSync(dirname(socketPath), { recursive: true });
-  rmSync(socketPath, { force: true });
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((sock) => {
-    sockets.add(sock);
-    sock.on('close', () => sockets.delete(sock));
-    xenstored.acceptSocket(sock);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socketPath, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const listener = await listenUnixSocket(socketPath, (sock) => xenstored.acceptSocket(sock));
   log('listening on %s', socketPath);
   return {
     xenstored,
     socketPath,
-    close: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      xenstored.close();
-      server.close(() => {
-        rmSync(socketPath, { force: true });
-        resolve();
-      });
-    }),
+    close: () => listener.close(() => xenstored.close()),
   };
 }
