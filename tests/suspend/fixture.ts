@@ -50,15 +50,20 @@ export function consoleText(h: MachineHost, domid: number): string {
   return latin1(h.consoled.tail(toDomId(domid)));
 }
 
-/** Run the machine and the host's promises in turn until `cond` holds. */
-export async function drive(t: ExecutionContext, h: MachineHost, cond: () => boolean, what: string, rounds = 100): Promise<void> {
+/**
+ * Run the machine and the host's promises in turn until `cond` holds. The
+ * condition is looked at every few guest steps (reading a transcript
+ * costs more than a step); a little overshoot does not matter here.
+ */
+export async function drive(t: ExecutionContext, h: MachineHost, cond: () => boolean, what: string, rounds = 200): Promise<void> {
+  let n = 0;
+  const sometimes = (): boolean => ++n % 32 === 0 && cond();
   for (let i = 0; i < rounds; i++) {
-    if (h.m.runUntil(cond, 100_000) === 'done') return;
+    if (h.m.runUntil(sometimes, 20_000) === 'done' || cond()) return;
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (cond()) return;
   }
-  const d = h.m.domain(1);
-  throw new Error(`never saw ${what} (${t.title}); d1 ${d === undefined ? 'gone' : d.state}\n${h.m.log.ring()}`);
+  throw new Error(`never saw ${what} (${t.title})\n${h.m.log.ring()}`);
 }
 
 /** Occurrences of `s` in `text`. */
@@ -134,9 +139,12 @@ export async function saveToBytes(h: MachineHost, domid: number): Promise<Uint8A
 /**
  * `xl restore` into `h`, the parts libxl does around libxc's restore: the
  * domain's xenstore nodes, XS_INTRODUCE with the new store page and port,
- * xenconsoled on the new console page, unpause.
+ * xenconsoled on the new console page, the devices' backends (`devices`),
+ * unpause.
  */
-export async function restoreInto(h: MachineHost, bytes: Uint8Array, name: string, img: LinkedKernelImage = image): Promise<number> {
+export async function restoreInto(
+  h: MachineHost, bytes: Uint8Array, name: string, img: LinkedKernelImage = image, devices?: (domid: number) => Promise<void>,
+): Promise<number> {
   const r = await restoreDomain(h.m, bytes);
   await writeDomainNodes(h.xs, {
     domid: r.domid, name, uuid: `00000000-0000-4000-8000-${String(r.domid).padStart(12, '0')}`, kernel: img.name, vcpus: 1,
@@ -146,6 +154,7 @@ export async function restoreInto(h: MachineHost, bytes: Uint8Array, name: strin
   await introduceDomain(h.xs, r.domid, r.storeMfn, r.storePort);
   const c = h.services.attachConsole?.(toDomId(r.domid), toMfn(r.consoleMfn), evtchnPort(r.consolePort));
   if (c !== undefined && !c.ok) throw new Error(`console of d${r.domid}: ${c.error}`);
+  await devices?.(r.domid);
   if (h.m.xc.unpauseDomain(r.domid) !== 0) throw new Error(`unpause d${r.domid}`);
   return r.domid;
 }
