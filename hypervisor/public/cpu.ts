@@ -83,6 +83,12 @@ export interface GuestCpu {
    * on success, a negative Xen errno on failure. For a descheduling
    * hypercall the value returned here is only provisional: the real result
    * is in rax when the vCPU is next entered at its continuation.
+   *
+   * A number argument in [2^47, 2^48) is taken as an upper-half virtual
+   * address and sign-extended to its canonical 64-bit form (so 48-bit
+   * Vaddrs can be passed as they are); any other value above 2^53 must be
+   * passed as a bigint. Pointers written INTO structs in guest memory are
+   * the guest's business: store them with canonicalVa().
    */
   hypercall(nr: number, a1?: number | bigint, a2?: number | bigint, a3?: number | bigint, a4?: number | bigint, a5?: number | bigint): number;
   /** `rdtsc`: this machine's time stamp counter. */

@@ -243,7 +243,9 @@ export const XEN_DOMCTL_PFINFO_LTAB_MASK = 0xf000_0000;
  * struct xen_domctl_getpageframeinfo3 {
  *     uint64_aligned_t num;                     // IN: entries in array
  *     XEN_GUEST_HANDLE_64(xen_pfn_t) array;     // IN: frame numbers;
- *                                               // OUT: same | PFINFO type
+ *                                               // OUT: the PFINFO type of each
+ *                                               // (as Xen: the frame number is
+ *                                               // not kept; mask with LTAB_MASK)
  * };
  */
 export const xen_domctl_getpageframeinfo3 = struct('struct xen_domctl_getpageframeinfo3', {
@@ -355,8 +357,8 @@ export const xen_domctl_max_vcpus = struct('struct xen_domctl_max_vcpus', {
 
 /*
  * struct xen_domctl_subscribe {
- *     uint32_t port;  // IN: caller's port, signalled when the domain
- *                     //     shuts down with SHUTDOWN_suspend
+ *     uint32_t port;  // IN: the GUEST's port (Xen's suspend_evtchn), signalled
+ *                     //     when the domain shuts down with SHUTDOWN_suspend
  * };
  */
 export const xen_domctl_subscribe = struct('struct xen_domctl_subscribe', {
