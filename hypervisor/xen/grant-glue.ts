@@ -36,7 +36,10 @@ export function gnttabEnvFor(m: Machine): GnttabEnv {
     createHostMapping: (domid, vcpu, hostAddr, mfn, flags) => {
       const d = m.domain(domid);
       if (d === undefined) return GNTST_general_error;
-      if (d.isHost) return GNTST_okay;
+      // Host code (dom0) has no page tables: the mapping is only a record,
+      // named by its address. Address 0 is what unmap reads as "no host
+      // mapping", so such a map could never be removed: refuse it.
+      if (d.isHost) return hostAddr === 0n ? GNTST_bad_virt_addr : GNTST_okay;
       const va = hostVa(hostAddr);
       if (va === undefined || va % 4096 !== 0) return GNTST_bad_virt_addr;
       const vm = d.mem.vcpu(vcpu);
@@ -49,7 +52,10 @@ export function gnttabEnvFor(m: Machine): GnttabEnv {
     destroyHostMapping: (domid, vcpu, hostAddr, mfn) => {
       const d = m.domain(domid);
       if (d === undefined) return GNTST_general_error;
-      if (d.isHost) return GNTST_okay;
+      // Host code (dom0) has no page tables: the mapping is only a record,
+      // named by its address. Address 0 is what unmap reads as "no host
+      // mapping", so such a map could never be removed: refuse it.
+      if (d.isHost) return hostAddr === 0n ? GNTST_bad_virt_addr : GNTST_okay;
       const va = hostVa(hostAddr);
       if (va === undefined) return GNTST_bad_virt_addr;
       const vm = d.mem.vcpu(vcpu);

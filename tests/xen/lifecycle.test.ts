@@ -5,6 +5,7 @@ import { A_PARAM } from '../kernels/guest.js';
 import { helloKernel, spinKernel } from '../kernels/basic.js';
 import { hostileKernel } from '../kernels/hostile.js';
 import { build } from './builder.js';
+import { GNTMAP_host_map, GNTST_bad_virt_addr, GNTST_okay } from '../../hypervisor/public/grant_table.js';
 
 /** Owners of every frame that is not free. */
 function owners(m: Machine): Map<number, number> {
@@ -63,6 +64,25 @@ test('a granted frame outlives its destroyed owner while mapped, then is freed a
   t.is(m.xc.destroyDomain(taker.domid), 0);
   t.is(m.frames.owner[granted], OWNER_FREE);
   t.is(m.frames.freeFrames, free);
+});
+
+test('dom0 host mappings are named by address: 0 is refused, any other one unmapHandle removes', (t) => {
+  const m = new Machine({ memoryBytes: 16 * 1024 * 1024 });
+  const giver = build(m, hostileKernel, { entry: 'grantOffer', paused: true });
+  m.memory.writeU64(giver.mbox, 8 * A_PARAM, 0n);
+  m.memory.writeU64(giver.mbox, 8 * (A_PARAM + 2), BigInt(giver.p2m[6]!));
+  m.xc.unpauseDomain(giver.domid);
+  m.runUntil(() => giver.d.shuttingDown, 1000);
+  const dom0 = { domid: 0, vcpuId: 0, privileged: true };
+  const zero = m.gnttab.mapGrantRef(dom0, { dom: giver.domid, ref: 8, flags: GNTMAP_host_map, hostAddr: 0n });
+  t.is(zero.status, GNTST_bad_virt_addr, 'a host map at address 0 could never be unmapped');
+  t.is(m.gnttab.mapsHeldBy(0), 0);
+  const r = m.gnttab.mapGrantRef(dom0, { dom: giver.domid, ref: 8, flags: GNTMAP_host_map, hostAddr: 0x1000n });
+  t.is(r.status, GNTST_okay);
+  t.is(m.gnttab.mapsHeldBy(0), 1);
+  t.is(m.gnttab.unmapHandle(dom0, r.handle), GNTST_okay);
+  t.is(m.gnttab.mapsHeldBy(0), 0, 'the mapping is gone');
+  t.is(m.frames.grantMaps[giver.p2m[6]!], 0, 'and the frame is no longer counted as mapped');
 });
 
 test('destroying a running domain (not shut down) releases everything too', (t) => {
