@@ -64,6 +64,8 @@ export interface SaveRequest {
   readonly via?: SuspendVia;
   /** ms of machine time the guest has to suspend (default 10 s). */
   readonly timeoutMs?: number;
+  /** Called as the pages are written: pfns done of the total (every 1024 pfns and at the end). */
+  readonly progress?: (done: number, total: number) => void;
 }
 
 export interface SaveReport {
@@ -546,6 +548,7 @@ export class MachineHost {
         config: formatConfig(r.built.config),
         extra: { uuid: r.built.uuid, name: r.name, savedBy: `xenport machine pid ${process.pid}` },
         onFailure: 'leave',
+        ...(req.progress === undefined ? {} : { progress: req.progress }),
       });
       fs.fsyncSync(fd);
       fs.closeSync(fd);

@@ -229,7 +229,7 @@ export function makeVerbs(ctx: VerbContext, images: readonly KernelImage[]): Map
     };
   });
   verb('network-info', () => Promise.resolve(h.backends.info()));
-  verb('save', (args) => {
+  verb('save', (args, stream) => {
     const domid = dom(args);
     const file = str(args, 'file');
     const via = args['via'];
@@ -245,6 +245,8 @@ export function makeVerbs(ctx: VerbContext, images: readonly KernelImage[]): Map
       paused: args['paused'] === true,
       ...(via === undefined ? {} : { via }),
       ...(typeof ms === 'number' ? { timeoutMs: ms } : {}),
+      // progress: true: `done total\n` data chunks as the pages are written.
+      ...(args['progress'] === true ? { progress: (done: number, total: number) => stream.data(`${done} ${total}\n`) } : {}),
     });
   });
   verb('restore', (args) => h.restore(str(args, 'file'), args['paused'] === true));

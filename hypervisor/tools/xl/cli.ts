@@ -276,7 +276,23 @@ async function dispatch(argv: readonly string[], io: XlIo, deps: XlDeps): Promis
         dom, file: target, checkpoint: p.flags.has('-c'), paused: p.flags.has('-p'),
         ...(typeof via === 'string' ? { via } : {}), ...(timeoutMs === undefined ? {} : { timeout_ms: timeoutMs }),
       };
-      const r = (await withClient(dir, (c) => c.call('save', args).result)) as { bytes: number; outcome: string; via: string };
+      // A progress line on a terminal only: `\r`-rewritten as the machine streams `done total` chunks.
+      const tty = !toStdout && process.stdout.isTTY === true;
+      let shown = 0;
+      const onData = (d: string): void => {
+        const last = d.trim().split('\n').pop()?.split(' ').map(Number) ?? [];
+        const [done, total] = last;
+        if (done === undefined || total === undefined || !(total > 0)) return;
+        const line = `saving ${dom}: ${done}/${total} pages (${Math.floor((100 * done) / total)}%)`;
+        io.out(`\r${line}`);
+        shown = line.length;
+      };
+      let r: { bytes: number; outcome: string; via: string };
+      try {
+        r = (await withClient(dir, (c) => c.call('save', tty ? { ...args, progress: true } : args, tty ? onData : undefined).result)) as typeof r;
+      } finally {
+        if (shown > 0) io.out(`\r${' '.repeat(shown)}\r`);
+      }
       if (toStdout) {
         try {
           await new Promise<void>((resolve, reject) => {
