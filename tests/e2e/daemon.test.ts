@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NetworkInfo } from '../../hypervisor/tools/backend/dom0.js';
 import { tempDir, diskImage, freeUdpPort, cfgText, scanDisk } from './fixture.js';
+import { until, watchMachine } from '../helpers/xs-events.js';
 
 const XL = fileURLToPath(new URL('../../bin/xl-main.js', import.meta.url));
 
@@ -39,23 +40,14 @@ function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = proc
 
 const xl = (args: readonly string[]): Promise<Ran> => run(process.execPath, [XL, ...args]);
 
-/** Poll `probe` every 100 ms until it returns a value, for at most `ms`. */
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what} after ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 test('the shipped xl: a guest with a disk, a vif and workload=blk,net,mem,clock, seen from outside with Debian\'s xenstore-read, UDP, network-ping', async (t) => {
   const dir = tempDir(t);
   const machineDir = join(dir, 'machine');
   const started = await xl(['machine', 'start', '--dir', machineDir, '--memory', '256M']);
   t.is(started.code, 0, started.err);
+  const unwatch = watchMachine(machineDir);
   t.teardown(async () => {
+    unwatch();
     await xl(['--dir', machineDir, 'machine', 'stop']);
   });
   const img = diskImage(dir, 2);
@@ -104,9 +96,9 @@ test('the shipped xl: a guest with a disk, a vif and workload=blk,net,mem,clock,
   void echoed.then(() => {
     answered = true;
   });
+  // Sent again on every xenstore change (the guest publishes every 50 ms of guest time) until answered.
   await until('the echo', 30_000, async () => {
     if (!answered) sock.send(payload, port, '127.0.0.1');
-    await new Promise((resolve) => setTimeout(resolve, 200));
     return answered ? true : undefined;
   });
   t.is(await echoed, payload);

@@ -2,8 +2,9 @@
  * Save and restore through the shipped program (bin/xl-main.js) against
  * real machine daemons on the real clock: start machines, create guests,
  * read workload counters with Debian's xenstore-read over xenstored.sock,
- * run Xen's verify-stream-v2 on the images. Waiting is polling with a
- * deadline, never a fixed sleep.
+ * run Xen's verify-stream-v2 on the images. Waiting re-checks a condition
+ * on every xenstore change of a watched machine, with a deadline; never a
+ * fixed sleep.
  */
 import type { ExecutionContext } from 'ava';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -11,6 +12,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { until, watchMachine } from '../helpers/xs-events.js';
 
 export const XL = fileURLToPath(new URL('../../bin/xl-main.js', import.meta.url));
 export const VERIFY = process.env['XEN_VERIFY_STREAM'] ?? '/usr/lib/xen-4.17/bin/verify-stream-v2';
@@ -81,22 +83,15 @@ export async function startMachine(t: ExecutionContext, dir: string, opts: reado
   const r = await run(process.execPath, [XL, 'machine', 'start', '--dir', dir, '--memory', '256M', ...opts]);
   t.is(r.code, 0, r.err);
   if (r.code !== 0) throw new Error(`machine start: ${r.err}`);
+  const unwatch = watchMachine(dir);
   t.teardown(async () => {
+    unwatch();
     if (existsSync(join(dir, 'control.sock'))) await m.xl(['machine', 'stop']);
   });
   return m;
 }
 
-/** Poll `probe` every 100 ms until it returns a value, for at most `ms`. */
-export async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what} after ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
+export { until };
 
 export const COUNTERS = ['mem/passes', 'mem/errors', 'clock/ticks', 'clock/backwards'] as const;
 
