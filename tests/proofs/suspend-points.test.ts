@@ -7,7 +7,8 @@
  *   xenstore  a host write to a watched node (xbd0's backend state, again
  *             Connected) and to the guest's data/
  *   timer     the clock jumps 10 ms (the guest's tick comes due)
- * then the suspend finishes, the domain is saved and restored into a new
+ * then the suspend finishes, the domain is saved (the image passes
+ * checkImage and Xen's verify-stream-v2 -f xl) and restored into a new
  * machine, and: no blk error, the disk file's blocks check with the
  * workload's own checker, xbd0 and xennet0 Connected again, the counters
  * go on. One guest goes through all the cycles (a chain of machines).
@@ -25,7 +26,7 @@ import { domainPath } from '../../hypervisor/tools/builder/xenstore.js';
 import {
   tempDir, diskImage, e2eHost, guestConfig, boot, counter, waitCounter, drive, runFor, consoleText, scanDisk, node, turn, MS,
 } from '../e2e/fixture.js';
-import { suspended, saveImage, nextHost, restoreImage, connected, imageProblems, VBD } from './fixture.js';
+import { suspended, saveImage, nextHost, restoreImage, connected, imageProblems, xenVerify, VBD } from './fixture.js';
 
 type Kind = 'backend' | 'xenstore' | 'timer';
 const KINDS: readonly Kind[] = ['backend', 'xenstore', 'timer'];
@@ -101,6 +102,8 @@ test('suspend at every point: an event between any two steps of the suspend path
     t.is(counter(h, d, 'blk', 'errors'), 0, `blk errors, k=${k} ${kind}`);
     const bytes = await saveImage(h, d, cfg);
     t.is(await imageProblems(bytes), '', `image k=${k} ${kind}`);
+    const x = xenVerify(dir, bytes, `points-${i}`);
+    t.is(x.status, 0, `verify-stream-v2 -f xl, image k=${k} ${kind}:\n${x.out}`);
     const disk = scanDisk(img, 8, 256);
     t.deepEqual(disk.bad, [], `disk after save, k=${k} ${kind}`);
     const next = await nextHost(t, 200 + i);
