@@ -100,6 +100,23 @@ export class FrameTable {
     return this.nrFree;
   }
 
+  /** A frame with no type, references, pin, grant maps or M2P entry, owned by `owner`. */
+  private reset(mfn: number, owner: number): void {
+    this.owner[mfn] = owner;
+    this.type[mfn] = PageType.None;
+    this.typeCount[mfn] = 0;
+    this.pinned[mfn] = 0;
+    this.refCount[mfn] = 0;
+    this.grantMaps[mfn] = 0;
+    this.m2p[mfn] = M2P_INVALID;
+  }
+
+  /** Give a frame just taken from the pool to `owner`, scrubbed. */
+  private hand(mfn: number, owner: number): void {
+    this.reset(mfn, owner);
+    this.memory.zeroFrame(mfn);
+  }
+
   /**
    * Allocate one zeroed frame for `owner`, or undefined when memory is
    * exhausted. Frames are scrubbed on allocation so nothing leaks from the
@@ -108,14 +125,7 @@ export class FrameTable {
   alloc(owner: number): number | undefined {
     if (this.nrFree === 0) return undefined;
     const mfn = this.free[--this.nrFree]!;
-    this.owner[mfn] = owner;
-    this.type[mfn] = PageType.None;
-    this.typeCount[mfn] = 0;
-    this.pinned[mfn] = 0;
-    this.refCount[mfn] = 0;
-    this.grantMaps[mfn] = 0;
-    this.m2p[mfn] = M2P_INVALID;
-    this.memory.zeroFrame(mfn);
+    this.hand(mfn, owner);
     return mfn;
   }
 
@@ -138,27 +148,14 @@ export class FrameTable {
     const at = this.free.subarray(0, this.nrFree).indexOf(mfn);
     if (at < 0) return false;
     this.free[at] = this.free[--this.nrFree]!;
-    this.owner[mfn] = owner;
-    this.type[mfn] = PageType.None;
-    this.typeCount[mfn] = 0;
-    this.pinned[mfn] = 0;
-    this.refCount[mfn] = 0;
-    this.grantMaps[mfn] = 0;
-    this.m2p[mfn] = M2P_INVALID;
-    this.memory.zeroFrame(mfn);
+    this.hand(mfn, owner);
     return true;
   }
 
   /** Return a frame to the free pool. The caller has dropped every reference. */
   release(mfn: number): void {
     if (this.owner[mfn] === OWNER_FREE) throw new Error(`double free of mfn ${mfn}`);
-    this.owner[mfn] = OWNER_FREE;
-    this.type[mfn] = PageType.None;
-    this.typeCount[mfn] = 0;
-    this.pinned[mfn] = 0;
-    this.refCount[mfn] = 0;
-    this.grantMaps[mfn] = 0;
-    this.m2p[mfn] = M2P_INVALID;
+    this.reset(mfn, OWNER_FREE);
     this.free[this.nrFree++] = mfn;
   }
 
