@@ -15,6 +15,7 @@ import { start_info, MAX_GUEST_CMDLINE } from '../../hypervisor/public/xen.js';
 import type { MachineHost } from '../../hypervisor/tools/machine/host.js';
 import type { BuiltDomain } from '../../hypervisor/tools/builder/build.js';
 import { saveDomain, restoreDomain } from '../../hypervisor/tools/save/index.js';
+import { assertValidImage } from '../helpers/verify-image.js';
 import { writeDomainNodes, introduceDomain } from '../../hypervisor/tools/builder/xenstore.js';
 import { drive } from './fixture.js';
 
@@ -67,8 +68,10 @@ export async function ctrlIfSaveRestore(t: ExecutionContext, h: MachineHost, b: 
     chunks.push(c.slice());
   }, { config: `name = "${b.config.name}"\nkernel = "${b.image.name}"\nmemory = ${b.config.memory}\n` });
   await h.settle();
+  const saved = concat(chunks);
+  await assertValidImage(saved, `image of d${d}`);
 
-  const r = await restoreDomain(h.m, concat(chunks));
+  const r = await restoreDomain(h.m, saved);
   if (r.ctrlIf === undefined) throw new Error('the restore found no ctrl_if= on the command line');
   const n = r.domid;
   await writeDomainNodes(h.xs, {

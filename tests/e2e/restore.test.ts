@@ -15,6 +15,7 @@ import type { MachineHost } from '../../hypervisor/tools/machine/host.js';
 import type { DomainConfig } from '../../hypervisor/tools/xl/config.js';
 import { writeDomainNodes, introduceDomain, domainPath } from '../../hypervisor/tools/builder/xenstore.js';
 import { restoreDomain, saveDomain } from '../../hypervisor/tools/save/index.js';
+import { assertValidImage } from '../helpers/verify-image.js';
 import { defineNetbsdImage } from '../../arch/xen/conf/netbsd.js';
 import {
   MS, tempDir, diskImage, e2eHost, guestConfig, boot, counters, counter, waitCounter, drive, runFor, wlStatus, consoleText, scanDisk,
@@ -33,7 +34,9 @@ async function saveToBytes(h: MachineHost, domid: number, cfg: DomainConfig): Pr
   await saveDomain(h.m, domid, (c) => {
     chunks.push(c.slice());
   }, { config: `name = "${cfg.name}"\nkernel = "${cfg.kernel}"\nmemory = ${cfg.memory}\n` });
-  return new Uint8Array(Buffer.concat(chunks));
+  const bytes = new Uint8Array(Buffer.concat(chunks));
+  await assertValidImage(bytes, `image of ${cfg.name}`);
+  return bytes;
 }
 
 /** `xl restore` into `h`: the domain, its xenstore nodes, its devices, XS_INTRODUCE, its console, unpause. */

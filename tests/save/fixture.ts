@@ -15,6 +15,8 @@ import { buildGuest, type BuiltGuest, type GuestOptions } from './builder.js';
 
 export const MiB = 2 ** 20;
 
+import { assertValidImage } from '../helpers/verify-image.js';
+
 const VERIFY_TOOL = process.env['XEN_VERIFY_STREAM'] ?? '/usr/lib/xen-4.17/bin/verify-stream-v2';
 const VERIFY_PYTHONPATH = process.env['XEN_PYTHONPATH'] ?? '/usr/lib/xen-4.17/lib/python';
 
@@ -124,5 +126,7 @@ export async function suspendAndSave(m: Machine, domid: number, opts: SaveOption
   await waitForSuspend(m, domid, 1e9);
   const c = new Collector();
   const result = await saveDomain(m, domid, c.sink, { config: `name = "g${domid}"\nkernel = "memtest"\nmemory = 1\n`, ...opts });
-  return { image: c.bytes(), result };
+  const image = c.bytes();
+  await assertValidImage(image, `image of d${domid}`, opts.format ?? 'xl');
+  return { image, result };
 }

@@ -17,6 +17,7 @@ import { writeDomainNodes, introduceDomain, domainPath } from '../../hypervisor/
 import { lookup } from '../../hypervisor/tools/xenstored/tree.js';
 import { latin1 } from '../../hypervisor/tools/xenstored/wire.js';
 import { restoreDomain, saveDomain } from '../../hypervisor/tools/save/index.js';
+import { assertValidImage } from '../helpers/verify-image.js';
 import type { LinkedKernelImage } from '../../arch/xen/conf/image.js';
 import { suspendImage, grantPattern } from './workloads.js';
 
@@ -133,7 +134,9 @@ export async function saveToBytes(h: MachineHost, domid: number): Promise<Uint8A
   await saveDomain(h.m, domid, (c) => {
     chunks.push(c.slice());
   }, { config: `name = "g${domid}"\nkernel = "${image.name}"\nmemory = 16\n` });
-  return new Uint8Array(Buffer.concat(chunks));
+  const bytes = new Uint8Array(Buffer.concat(chunks));
+  await assertValidImage(bytes, `image of d${domid}`);
+  return bytes;
 }
 
 /**
