@@ -7,6 +7,7 @@
 import test from 'ava';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { assertValidImage } from '../helpers/verify-image.js';
 import { COUNTERS, createGuest, growing, spawnXl, startMachine, tempDir, until, verifyStream } from './fixture.js';
 
 test('xl save -c: the image is written and the same domain carries on, its counters too', async (t) => {
@@ -26,6 +27,7 @@ test('xl save -c: the image is written and the same domain carries on, its count
   // And it can be saved again (its next suspend is a new one).
   const again = await a.ok(t, ['save', 'ckpt', join(dir, 'ckpt2.img')]);
   t.regex(again, /: destroyed\n$/);
+  await assertValidImage(readFileSync(join(dir, 'ckpt2.img')), 'the second save');
 });
 
 for (const via of ['xenstore', 'ctrl_if'] as const) {
@@ -37,6 +39,7 @@ for (const via of ['xenstore', 'ctrl_if'] as const) {
     const img = join(dir, `${name}.img`);
     const out = await a.ok(t, ['save', `--suspend=${via}`, name, img]);
     t.regex(out, new RegExp(`suspended via ${via}\\): destroyed\\n$`));
+    await assertValidImage(readFileSync(img), `the image saved via ${via}`);
     const nd = Number((await a.ok(t, ['restore', img])).trim());
     t.true(nd > domid);
     const after = await until('counters after the restore', 60_000, async () => {

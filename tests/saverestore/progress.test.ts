@@ -5,6 +5,8 @@
  */
 import test from 'ava';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { assertValidImage } from '../helpers/verify-image.js';
 import { XL, createGuest, run, startMachine, tempDir, verifyStream } from './fixture.js';
 
 const sh = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -30,4 +32,5 @@ test('xl save on a TTY prints a \\r progress line up to every page; into a pipe,
   const piped = await a.xl(['save', 'big', join(dir, 'big2.img')]);
   t.is(piped.code, 0, piped.err);
   t.regex(piped.out, /^saved domain big to .* \(\d+ bytes, suspended via \w+\): destroyed\n$/, 'into a pipe: the result line only');
+  await assertValidImage(readFileSync(join(dir, 'big2.img')), 'the piped save');
 });
