@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { domid as toDomId, mfn as toMfn, evtchnPort } from '../hypervisor/public/types.js';
 import { MachineHost } from '../hypervisor/tools/machine/host.js';
 import { writeDomainNodes, introduceDomain } from '../hypervisor/tools/builder/xenstore.js';
-import { benchSaveRestore, restoreDomain, saveDomain, waitForSuspend, type SaveBenchRow } from '../hypervisor/tools/save/index.js';
+import { benchSaveRestore, restoreDomain, saveDomain, waitForSuspend, type SaveBenchOptions, type SaveBenchRow } from '../hypervisor/tools/save/index.js';
 import { netbsdImage } from '../arch/xen/conf/netbsd.js';
 import { ALL_MEMTEST_KERNELS, memtestKernel } from '../tests/save/kernels/memtest.js';
 import { askSuspend, guest } from '../tests/save/fixture.js';
@@ -35,7 +35,10 @@ export interface ThroughputRow extends SaveBenchRow {
   readonly roundMs: number;
 }
 
-export async function benchSaveThroughput(sizesMiB: readonly number[] = [64, 256, 1024]): Promise<ThroughputRow[]> {
+export async function benchSaveThroughput(
+  sizesMiB: readonly number[] = [64, 256, 1024],
+  onImage?: SaveBenchOptions['onImage'],
+): Promise<ThroughputRow[]> {
   const out: ThroughputRow[] = [];
   for (const size of sizesMiB) {
     const t0 = performance.now();
@@ -47,7 +50,7 @@ export async function benchSaveThroughput(sizesMiB: readonly number[] = [64, 256
         await waitForSuspend(m, g.domid, 1e9);
         return g.domid;
       },
-    }, { sizesMiB: [size] });
+    }, { sizesMiB: [size], ...(onImage === undefined ? {} : { onImage }) });
     if (r === undefined) throw new Error(`bench: no row for ${size} MiB`);
     out.push({ ...r, saveRatio: r.saveMiBps / r.rawWriteMiBps, restoreRatio: r.restoreMiBps / r.rawReadMiBps, roundMs: performance.now() - t0 });
   }
@@ -59,6 +62,8 @@ export interface RestoreLatencyOptions {
   readonly guestMiB?: number;
   /** mem workload size (default 8 MiB). */
   readonly memMiB?: number;
+  /** Called with the saved image before it is restored, outside every measurement (tests check it). */
+  readonly onImage?: (image: Uint8Array) => Promise<void> | void;
 }
 
 export interface RestoreLatencyResult {
@@ -121,6 +126,7 @@ export async function benchRestoreLatency(o: RestoreLatencyOptions = {}): Promis
   } finally {
     await a.close();
   }
+  await o.onImage?.(image);
 
   const h = await MachineHost.create({ machine: machine(43, 3_100_000), images: [netbsdImage] });
   try {

@@ -5,6 +5,8 @@
 import test from 'ava';
 import { benchSaveThroughput, benchRestoreLatency } from '../../bench/saverestore.js';
 import { benchSuspend, median, SUSPEND_PATHS } from '../../bench/suspend.js';
+import { readFileSync } from 'node:fs';
+import { assertValidImage } from '../helpers/verify-image.js';
 
 const finite = (x: number): boolean => Number.isFinite(x) && x >= 0;
 
@@ -15,8 +17,13 @@ test('median', (t) => {
 });
 
 test('save/restore throughput: one row per size, ratios against raw file I/O', async (t) => {
-  const rows = await benchSaveThroughput([1, 2]);
+  const checked: number[] = [];
+  const rows = await benchSaveThroughput([1, 2], async (file, mib) => {
+    checked.push(mib);
+    await assertValidImage(readFileSync(file), `the ${mib} MiB throughput bench image`);
+  });
   t.deepEqual(rows.map((r) => r.guestMiB), [1, 2]);
+  t.deepEqual(checked, [1, 2], 'every image the bench saved went through both checkers');
   for (const r of rows) {
     t.true(r.bytes > r.guestMiB * 2 ** 20, 'the image holds every page');
     for (const k of ['saveMs', 'restoreMs', 'rawWriteMs', 'rawReadMs', 'saveMiBps', 'restoreMiBps', 'rawWriteMiBps', 'rawReadMiBps', 'saveRatio', 'restoreRatio', 'roundMs'] as const) {
@@ -38,7 +45,15 @@ test('suspend handshake: each path, medians in simulated ns and wall ms', async 
 });
 
 test('restore latency: the workloads count on after the restore', async (t) => {
-  const r = await benchRestoreLatency({ guestMiB: 16, memMiB: 1 });
+  let checked = 0;
+  const r = await benchRestoreLatency({
+    guestMiB: 16, memMiB: 1,
+    onImage: async (image) => {
+      checked++;
+      await assertValidImage(image, 'the restore-latency bench image');
+    },
+  });
+  t.is(checked, 1, 'the saved image went through both checkers');
   t.is(r.guestMiB, 16);
   t.true(r.imageBytes > 16 * 2 ** 20);
   t.true(r.after.rewrites > r.before.rewrites && r.after.ticks > r.before.ticks);

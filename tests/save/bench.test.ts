@@ -8,10 +8,13 @@ import { benchSaveRestore } from '../../hypervisor/tools/save/bench.js';
 import { waitForSuspend } from '../../hypervisor/tools/save/index.js';
 import { ALL_MEMTEST_KERNELS, memtestKernel } from './kernels/memtest.js';
 import { askSuspend, guest } from './fixture.js';
+import { readFileSync } from 'node:fs';
+import { assertValidImage } from '../helpers/verify-image.js';
 
 const full = process.env['XENPORT_SAVE_BENCH'] === 'full';
 
 test('save and restore throughput against raw file I/O of the same bytes', async (t) => {
+  const checked: number[] = [];
   const rows = await benchSaveRestore({
     images: ALL_MEMTEST_KERNELS,
     async suspended(m, pages) {
@@ -20,7 +23,14 @@ test('save and restore throughput against raw file I/O of the same bytes', async
       await waitForSuspend(m, g.domid, 1e9);
       return g.domid;
     },
-  }, { sizesMiB: full ? [64, 256, 1024] : [64] });
+  }, {
+    sizesMiB: full ? [64, 256, 1024] : [64],
+    onImage: async (file, mib) => {
+      checked.push(mib);
+      await assertValidImage(readFileSync(file), `the ${mib} MiB bench image`);
+    },
+  });
+  t.deepEqual(checked, rows.map((r) => r.guestMiB), 'every image the bench saved went through both checkers');
   for (const r of rows) {
     t.true(r.bytes > r.guestMiB * 2 ** 20, 'the image holds every page');
     t.true(r.saveMiBps > 0 && r.restoreMiBps > 0 && r.rawWriteMiBps > 0 && r.rawReadMiBps > 0);

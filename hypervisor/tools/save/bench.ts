@@ -31,6 +31,12 @@ export interface SaveBenchOptions {
   readonly sizesMiB?: readonly number[];
   /** Where the files go (default: a fresh mkdtemp directory, removed afterwards). */
   readonly dir?: string;
+  /**
+   * Called with each saved image file after its round is timed and before
+   * the file is removed (tests hand it to the stream checkers). Outside
+   * every measurement.
+   */
+  readonly onImage?: (file: string, guestMiB: number) => Promise<void> | void;
 }
 
 export interface SaveBenchRow {
@@ -115,6 +121,7 @@ export async function benchSaveRestore(guest: BenchGuestFactory, opts: SaveBench
       const t3 = performance.now();
       await rawRead(raw);
       const rawReadMs = performance.now() - t3;
+      await opts.onImage?.(image, guestMiB);
 
       const rate = (ms: number): number => bytes / MiB / (ms / 1000);
       rows.push({
