@@ -16,6 +16,12 @@
  * on (blocks written before the save verify after it), the clock never went
  * back, the P2M moved to other frames, the echo answers again through the
  * new machine's forward and the new bridge saw the guest's gratuitous ARP.
+ *
+ * Then two timelines: the xl commands as this script saw them, and the
+ * protocol as each machine traced it (<dir>/trace.jsonl): the save on the
+ * first machine from the suspend request to the domain's destruction, the
+ * restore on the second from the stream to the devices Connected again and
+ * the workload writing to xenstore.
  */
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
@@ -24,6 +30,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseTraceLine, type TraceRecord } from '../hypervisor/xen/trace.js';
+import { formatTimeline, restoreSteps, saveSteps } from '../hypervisor/tools/xentrace/timeline.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const XL = path.join(ROOT, 'bin', 'xl');
@@ -182,6 +190,8 @@ async function main(): Promise<void> {
   say(`xenport demo: machine dir ${dir}\n`);
   let started = false;
   let started2 = false;
+  let domidSaved = '';
+  let domidRestored = '';
   try {
     say('== xl machine start --memory 256M --scramble 3 --tsc-khz 2400000');
     say(xl(dir, ['machine', 'start', '--memory', '256M', '--scramble', '3', '--tsc-khz', '2400000']).trim());
@@ -189,6 +199,7 @@ async function main(): Promise<void> {
 
     say(`\n== xl create demo.cfg (64 MiB netbsd guest, 16 MiB disk image, vif 10.0.0.52 with host UDP ${port} -> guest 7)`);
     const domid = xl(dir, ['create', cfg]).trim();
+    domidSaved = domid;
     say(`domid ${domid}; its console (xl console replays what the guest printed before it attached):`);
     await followConsole(dir, 'demo', /^boot complete/, 60_000);
 
@@ -234,6 +245,7 @@ async function main(): Promise<void> {
     started2 = true;
     say('\n== xl restore demo.img');
     const nd = xl(dir2, ['restore', img]).trim();
+    domidRestored = nd;
     say(`domid ${nd}`);
     const xs2 = path.join(dir2, 'xenstored.sock');
     const after = await waitCounters(xs2, nd, (c) => c['clock/ticks']! > before['clock/ticks']! + 2 && c['mem/passes']! > before['mem/passes']! &&
@@ -270,9 +282,46 @@ async function main(): Promise<void> {
     fs.rmSync(path.join(work, 'disk.img'), { force: true });
   }
 
-  say('\n== timeline (measured in this run)');
+  say('\n== timeline of the xl commands (measured in this run, by this script)');
   for (const s of timeline) say(`  ${s.ms.toFixed(1).padStart(9)} ms  ${s.what}`);
   say(`  ${(performance.now() - t0).toFixed(1).padStart(9)} ms  total`);
+
+  const saved = protocolSection(path.join(dir, 'trace.jsonl'), (rs) => saveSteps(rs, Number(domidSaved)));
+  say(`\n== timeline of the protocol: xl save of d${domidSaved} on the first machine (its trace.jsonl)`);
+  printSection(saved, 'SHUTDOWN_suspend seen');
+  const restored = protocolSection(path.join(dir2, 'trace.jsonl'), (rs) => restoreSteps(rs, Number(domidRestored)));
+  say(`\n== timeline of the protocol: xl restore into d${domidRestored} on the second machine (its trace.jsonl)`);
+  printSection(restored, 'domctl unpausedomain');
+  say('  (at ms / took ms: host time in that machine process, from the first step / until the next step; system time: the');
+  say('   machine\'s Xen system time, which the guest reads from vcpu_time_info - after the restore it adds its own offset so');
+  say('   that its clock carries on from before the save; by: xen = seen at the hypercall gate, toolstack = save/restore and');
+  say('   the machine host, xenstored = requests it received)');
+}
+
+/** The records of one machine's trace file that `pick` selects; fails when there are none. */
+function protocolSection(file: string, pick: (rs: TraceRecord[]) => TraceRecord[]): TraceRecord[] {
+  if (!fs.existsSync(file)) throw new Error(`${file} is missing: the machine daemon writes its trace there`);
+  const records: TraceRecord[] = [];
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    if (line === '') continue;
+    const r = parseTraceLine(line);
+    if (r === undefined) throw new Error(`${file}: not a trace record: ${line.slice(0, 80)}`);
+    records.push(r);
+  }
+  const steps = pick(records);
+  if (steps.length === 0) throw new Error(`${file}: the trace does not hold the whole protocol run (${records.length} records)`);
+  return steps;
+}
+
+/** The section's lines, then its length in host ms: in all, up to `mid`, and after it. */
+function printSection(steps: readonly TraceRecord[], mid: string): void {
+  for (const l of formatTimeline(steps)) say(l);
+  const first = steps[0]!;
+  const last = steps[steps.length - 1]!;
+  const at = steps.find((r) => r.event === mid);
+  const ms = (a: TraceRecord, b: TraceRecord): string => `${(b.hostMs - a.hostMs).toFixed(1)} ms`;
+  const name = (r: TraceRecord): string => (r.event === 'XS_WRITE' ? `${r.event} ${r.detail ?? ''}` : r.event);
+  say(`  ${name(first)} -> ${name(last)}: ${ms(first, last)}${at === undefined ? '' : ` (to ${mid}: ${ms(first, at)}, then ${ms(at, last)})`}`);
 }
 
 main().catch((e: unknown) => {

@@ -32,7 +32,19 @@ export function hypercallName(nr: number): string {
   return HYPERCALL_NAMES[nr] ?? `hypercall_${nr}`;
 }
 
+/**
+ * Sees every hypercall (the trace's tap): `before` runs ahead of the
+ * handler and may return a note for `after`, which runs once the handler
+ * returned `rc`. Neither may change anything the caller can see.
+ */
+export interface HypercallObserver {
+  before(c: CallCtx, nr: number, a1: bigint, a2: bigint, a3: bigint, a4: bigint, a5: bigint): unknown;
+  after(c: CallCtx, nr: number, a1: bigint, a2: bigint, a3: bigint, a4: bigint, a5: bigint, rc: number, note: unknown): void;
+}
+
 export class HypercallTable {
+  /** The trace's observer while tracing is on; null otherwise (one check per call). */
+  observer: HypercallObserver | null = null;
   private readonly table: (HypercallHandler | undefined)[] = new Array<HypercallHandler | undefined>(NR_HYPERCALLS).fill(undefined);
   /** Calls made per hypercall number (xl debug, tests). */
   readonly counts = new Float64Array(NR_HYPERCALLS);
@@ -57,6 +69,8 @@ export class HypercallTable {
       return -ENOSYS;
     }
     this.counts[nr]!++;
+    const obs = this.observer;
+    const note = obs === null ? undefined : obs.before(c, nr, a1, a2, a3, a4, a5);
     let rc: number;
     try {
       rc = h(c, a1, a2, a3, a4, a5);
@@ -64,6 +78,7 @@ export class HypercallTable {
       if (e instanceof GuestPageFault || e instanceof RangeError) rc = EFAULT_RC;
       else rc = onBug(e, nr);
     }
+    if (obs !== null) obs.after(c, nr, a1, a2, a3, a4, a5, rc, note);
     if (dbg.hypercall.enabled) {
       dbg.hypercall('d%d v%d %s(%s, %s, %s) = %s', c.domid, c.vcpuId, hypercallName(nr),
         hex(a1), hex(a2), hex(a3), rc < 0 ? `-${errnoName(rc)}` : String(rc));

@@ -17,6 +17,7 @@ export const dbg = Object.freeze({
   domctl: createDebug('xen:domctl'),
   console: createDebug('xen:console'),
   machine: createDebug('xen:machine'),
+  trace: createDebug('xen:trace'),
 });
 
 /** Bytes the console ring keeps (Xen's default conring is 16 KiB; ours is larger). */

@@ -35,6 +35,8 @@ import * as life from './lifecycle.js';
 import { installHypercalls } from './hypercalls.js';
 import { gnttabEnvFor } from './grant-glue.js';
 import { Xc } from './toolstack.js';
+import { Trace } from './trace.js';
+import { traceHypercalls } from './trace-hypercalls.js';
 
 export interface MachineOptions {
   /** Machine memory in bytes (default 512 MiB). */
@@ -49,6 +51,10 @@ export interface MachineOptions {
   readonly quantumNs?: number;
   /** Unix time in ns at system time 0 (default: fixed for simulated clocks). */
   readonly bootWallNs?: bigint;
+  /** Record the protocol trace from the start (default off; `machine.trace.enabled` switches it). */
+  readonly trace?: boolean;
+  /** Records the trace keeps (default DEFAULT_TRACE_CAPACITY). */
+  readonly traceCapacity?: number;
 }
 
 export const DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024;
@@ -75,6 +81,8 @@ export class Machine implements EntryHost {
   readonly dom0: Domain;
   /** The toolstack's handle (libxc-like), issuing real hypercalls as dom0. */
   readonly xc: Xc;
+  /** The protocol trace (trace.ts): off unless asked for. */
+  readonly trace: Trace;
 
   /** @internal lifecycle.ts keeps these. */
   readonly domainTable = new Map<number, Domain>();
@@ -108,6 +116,10 @@ export class Machine implements EntryHost {
     installHypercalls(this);
     this.dom0 = life.createDom0(this);
     this.xc = new Xc(this);
+    this.trace = new Trace(() => this.clock.now(), opts.traceCapacity, (on) => {
+      this.hypercalls.observer = on ? traceHypercalls(this, this.trace) : null;
+    });
+    this.trace.enabled = opts.trace === true;
     this.log.xen(`machine up: ${this.memory.nrFrames} frames, tsc ${this.clock.tscKhz} kHz, ${this.clock.kind} clock`);
   }
 

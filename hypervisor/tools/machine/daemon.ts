@@ -6,7 +6,10 @@
  *   <dir>/xenstored.sock   xs_wire for any host client (xenstore-utils, pyxs)
  *   <dir>/machine.log      the hypervisor's log (what `xl dmesg` shows)
  *   <dir>/console/N.log    each guest's console (xenconsoled)
+ *   <dir>/trace.jsonl      the protocol trace (save, restore: hypervisor/xen/trace.ts), JSON lines
  *   <dir>/machine.pid
+ *   TCP                    only while `xl migrate-receive` waits for its one
+ *                          migration, and `xl migrate`'s connection (migrate.ts)
  *
  * Startup writes `ready <pid>` on stdout once both sockets accept, or
  * `error <message>` (launch.ts waits for that line). The machine clock
@@ -23,6 +26,7 @@ import { machinePaths, type MachineDirPaths } from './launch.js';
 import { parseDaemonArgs } from './args.js';
 import { MachineHost } from './host.js';
 import { makeVerbs } from './verbs.js';
+import { TraceFile, TRACE_FILE } from './trace-file.js';
 
 /** How often the hypervisor's log is copied to machine.log between verbs. */
 const LOG_FLUSH_MS = 250;
@@ -80,6 +84,7 @@ export async function runDaemon(dir: string, args: readonly string[], images: re
   let host: MachineHost | undefined;
   let server: ControlServer | undefined;
   let log: LogFile | undefined;
+  let trace: TraceFile | undefined;
   let flushTimer: ReturnType<typeof setInterval> | undefined;
   let netTimer: ReturnType<typeof setInterval> | undefined;
   let stopRequested: () => void = () => undefined;
@@ -92,7 +97,7 @@ export async function runDaemon(dir: string, args: readonly string[], images: re
     const opts = parseDaemonArgs(args);
     await claimDir(p);
     host = await MachineHost.create({
-      machine: { memoryBytes: opts.memoryBytes, tscKhz: opts.tscKhz, clock: opts.clock, scrambleSeed: opts.scrambleSeed },
+      machine: { memoryBytes: opts.memoryBytes, tscKhz: opts.tscKhz, clock: opts.clock, scrambleSeed: opts.scrambleSeed, trace: true },
       images,
       consoleDir: p.consoleDir,
       xenstoredSocket: p.xenstored,
@@ -100,6 +105,8 @@ export async function runDaemon(dir: string, args: readonly string[], images: re
     const h = host;
     log = new LogFile(p.log, h.m);
     const lf = log;
+    trace = new TraceFile(`${p.dir}/${TRACE_FILE}`, h.m.trace);
+    const tf = trace;
     h.m.log.xen(`xenport machine daemon pid ${process.pid} at ${dir}; kernel images: ${images.map((i) => i.name).join(', ') || 'none'}`);
     server = new ControlServer(makeVerbs({
       host: h,
@@ -111,7 +118,10 @@ export async function runDaemon(dir: string, args: readonly string[], images: re
     await server.listen(p.control);
     listening = true;
     fs.writeFileSync(p.pidFile, `${process.pid}\n`);
-    flushTimer = setInterval(() => lf.flush(), LOG_FLUSH_MS);
+    flushTimer = setInterval(() => {
+      lf.flush();
+      tf.flush();
+    }, LOG_FLUSH_MS);
     flushTimer.unref();
     netTimer = setInterval(() => h.backends.tick(), NET_TICK_MS);
     netTimer.unref();
@@ -134,6 +144,7 @@ export async function runDaemon(dir: string, args: readonly string[], images: re
     host.m.log.xen('machine stopping: destroying every domain');
     await host.close();
   }
+  trace?.close();
   log?.close();
   if (listening) {
     // Only what this daemon made: a failed start must not remove a running machine's socket.

@@ -48,9 +48,10 @@ import { planLayout } from '../builder/layout.js';
 import { introduceDomain, writeDomainNodes } from '../builder/xenstore.js';
 import {
   saveDomain, restoreDomain, waitForSuspend, p2mOf, formatP2m, fastResume, WaitError, SaveError, RestoreError,
-  type DomExcSource, type SaveMachine,
+  type DomExcSource, type RestoredDomain, type SaveMachine,
 } from '../save/index.js';
 import { StreamError } from '../stream/index.js';
+import { xenstoredTraceTap } from './trace-file.js';
 
 /** How `xl save` asks the guest to suspend. */
 export type SuspendVia = 'evtchn' | 'xenstore' | 'ctrl_if';
@@ -77,6 +78,17 @@ export interface SaveReport {
   /** ms from the request to the guest's suspend, and of writing the image. */
   readonly suspendMs: number;
   readonly writeMs: number;
+}
+
+/** How a restored domain is taken in (MachineHost.adoptRestored). */
+export interface AdoptOptions {
+  /** Start of the error message: `restore of FILE`. */
+  readonly what: string;
+  /** Where the image came from, to name it in a config error. */
+  readonly source: string;
+  readonly paused: boolean;
+  /** The name to give it, from the saved one (default: the saved one). */
+  readonly name?: (saved: string) => string;
 }
 
 /** A toolstack failure the user should see as one line (unknown domain, name taken, ...). */
@@ -182,6 +194,7 @@ export class MachineHost {
     this.xenstored = new Xenstored({
       domainExists: (id) => id === 0 || m.domain(id) !== undefined,
       mapRing: (domid, mfn, port) => this.link.storeRing(domid, mfn, port, () => this.xenstored.ringOf(domid)?.kick()),
+      onRequest: xenstoredTraceTap(m.trace),
     });
     let port: LocalPort | undefined;
     this.xs = new XsClient((msg) => port?.send(msg));
@@ -477,17 +490,67 @@ export class MachineHost {
     }
   }
 
-  private isSuspended(domid: number): boolean {
+  /** Shut down with SHUTDOWN_suspend (and not resumed yet). */
+  isSuspended(domid: number): boolean {
     const i = this.m.xc.getDomainInfo(domid);
     return i !== undefined && i.shutdown && i.shutdownReason === SHUTDOWN_suspend;
   }
 
   /** Resume a suspended domain in place (rax = 1), XS_RESUME, and watch it again. */
-  private async resumeInPlace(domid: number): Promise<void> {
+  async resumeInPlace(domid: number): Promise<void> {
     if (this.isSuspended(domid)) fastResume(this.m, domid);
     await this.xs.resume(domid).catch(() => undefined);
     this.domainResumed(domid);
     this.m.poke();
+  }
+
+  /** How `xl save` asks by default: the suspend event channel if the guest advertised one, else xenstore. */
+  async defaultSuspendVia(domid: number): Promise<SuspendVia> {
+    const ev = await this.readNode(`${domainPath(domid)}/device/suspend/event-channel`);
+    return /^\d+$/.test(ev) && Number(ev) > 0 ? 'evtchn' : 'xenstore';
+  }
+
+  /**
+   * Ask the guest to suspend by `via` and wait until it has (at most
+   * `timeoutMs` of machine time); then log what it printed before it went.
+   * A guest that does not suspend in time is resumed in place (in case it
+   * does later) and the failure is a ToolstackError starting with `what`.
+   */
+  async suspendGuest(domid: number, via: SuspendVia, timeoutMs: number, what: string): Promise<void> {
+    const r = this.records.get(domid);
+    if (r === undefined) throw new ToolstackError(`domain ${domid} was not created by this toolstack`);
+    this.m.trace.record(domid, 'toolstack', 'suspend requested', `via ${via}`);
+    await this.askSuspend(domid, r.name, via, timeoutMs);
+    try {
+      await waitForSuspend(this.m, domid, timeoutMs * 1e6, { domExc: this.domExc, onStep: this.m.trace.steps(domid) });
+    } catch (e) {
+      if (e instanceof WaitError) {
+        if (e.code === 'timeout') await this.resumeInPlace(domid).catch(() => undefined);
+        throw new ToolstackError(`${what}: ${e.message}`);
+      }
+      throw e;
+    }
+    // What the guest printed before it went is logged now, once.
+    this.controller.kick(toDomId(domid));
+    this.consoled.kick(toDomId(domid));
+  }
+
+  /**
+   * The machine as the savers see it, except that destroying a domain does
+   * nothing: saveDomain and liveSaveDomain destroy the domain themselves
+   * after the image, and this host destroys it the normal way instead
+   * (devices, nodes, forwards), only once it knows the outcome.
+   */
+  savingMachine(): SaveMachine {
+    const xc = this.m.xc;
+    const xcNoDestroy = new Proxy(xc, {
+      get: (t, k) => {
+        if (k === 'destroyDomain') return () => 0;
+        const v: unknown = Reflect.get(t, k, t);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    return { xc: xcNoDestroy, frames: this.m.frames, domain: (id) => this.m.domain(id) };
   }
 
   /**
@@ -506,39 +569,13 @@ export class MachineHost {
     if (!fs.existsSync(dirOf)) throw new ToolstackError(`cannot write ${target}: no directory ${dirOf}`);
     const keep = req.checkpoint === true || req.paused === true;
     const timeoutMs = req.timeoutMs ?? 10_000;
-    let via = req.via;
-    if (via === undefined) {
-      const ev = await this.readNode(`${domainPath(domid)}/device/suspend/event-channel`);
-      via = /^\d+$/.test(ev) && Number(ev) > 0 ? 'evtchn' : 'xenstore';
-    }
+    const via = req.via ?? await this.defaultSuspendVia(domid);
     const t0 = Date.now();
-    await this.askSuspend(domid, r.name, via, timeoutMs);
-    try {
-      await waitForSuspend(this.m, domid, timeoutMs * 1e6, { domExc: this.domExc });
-    } catch (e) {
-      if (e instanceof WaitError) {
-        if (e.code === 'timeout') await this.resumeInPlace(domid).catch(() => undefined);
-        throw new ToolstackError(`save of ${r.name} (${domid}): ${e.message}`);
-      }
-      throw e;
-    }
+    await this.suspendGuest(domid, via, timeoutMs, `save of ${r.name} (${domid})`);
     const suspendMs = Date.now() - t0;
-    // What the guest printed before it went is logged now, once.
-    this.controller.kick(toDomId(domid));
-    this.consoled.kick(toDomId(domid));
     const tmp = path.join(dirOf, `.${path.basename(target)}.partial-${process.pid}`);
     const fd = fs.openSync(tmp, 'w');
-    // saveDomain destroys the domain itself after the image; this host destroys it
-    // the normal way instead (devices, nodes, forwards), so it sees a destroy that does nothing.
-    const xc = this.m.xc;
-    const xcNoDestroy = new Proxy(xc, {
-      get: (t, k) => {
-        if (k === 'destroyDomain') return () => 0;
-        const v: unknown = Reflect.get(t, k, t);
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-      },
-    });
-    const sm: SaveMachine = { xc: xcNoDestroy, frames: this.m.frames, domain: (id) => this.m.domain(id) };
+    const sm = this.savingMachine();
     const t1 = Date.now();
     let res;
     try {
@@ -548,6 +585,7 @@ export class MachineHost {
         config: formatConfig(r.built.config),
         extra: { uuid: r.built.uuid, name: r.name, savedBy: `xenport machine pid ${process.pid}` },
         onFailure: 'leave',
+        onStep: this.m.trace.steps(domid),
         ...(req.progress === undefined ? {} : { progress: req.progress }),
       });
       fs.fsyncSync(fd);
@@ -593,26 +631,47 @@ export class MachineHost {
       throw new ToolstackError(`cannot read ${src}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
     }
     if (!st.isFile()) throw new ToolstackError(`${src} is not a file`);
-    const turn = this.createLock.then(() => this.restoreLocked(src, paused));
-    this.createLock = turn.then(() => undefined, () => undefined);
-    return turn;
+    return this.withBuildLock(() => this.restoreLocked(src, paused));
   }
 
   private async restoreLocked(src: string, paused: boolean): Promise<{ domid: number; name: string }> {
     let rd;
     try {
-      rd = await restoreDomain(this.m, fs.createReadStream(src));
+      rd = await restoreDomain(this.m, fs.createReadStream(src), { onStep: this.m.trace.steps() });
     } catch (e) {
       if (e instanceof StreamError || e instanceof RestoreError) throw new ToolstackError(`restore of ${src}: ${e.message}`);
       throw e;
     }
+    const { domid, name } = await this.adoptRestored(rd, { what: `restore of ${src}`, source: src, paused });
+    this.m.log.xen(`d${domid} (${name}) restored from ${src}: ${rd.pages} pages`);
+    return { domid, name };
+  }
+
+  /** Run `fn` when no other domain is being built or restored (one at a time, as xl locks creation). */
+  withBuildLock<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new ToolstackError('the machine is stopping'));
+    const turn = this.createLock.then(fn);
+    this.createLock = turn.then(() => undefined, () => undefined);
+    return turn;
+  }
+
+  /**
+   * What `xl restore` does after the image is in: the domain's xenstore
+   * nodes, XS_INTRODUCE, console, ctrl_if, devices from the config the
+   * image carries; then unpaused unless `paused`. `name` overrides the
+   * saved name (a migration comes in as NAME--incoming). On failure the
+   * domain is torn down and the ToolstackError starts with `what`.
+   */
+  async adoptRestored(rd: RestoredDomain, opts: AdoptOptions): Promise<{ domid: number; name: string }> {
+    const { what } = opts;
     const domid = rd.domid;
     let uuid: string | undefined;
     try {
       if (rd.config === undefined || rd.config.format !== 'xl.cfg') throw new ToolstackError('the image carries no xl.cfg config');
-      const cfg = parseConfig(rd.config.text, `config in ${src}`);
+      const cfg = parseConfig(rd.config.text, `config in ${opts.source}`);
       const extra = rd.xenportMeta?.extra ?? {};
-      const name = typeof extra['name'] === 'string' ? extra['name'] : cfg.name;
+      const saved = typeof extra['name'] === 'string' ? extra['name'] : cfg.name;
+      const name = opts.name?.(saved) ?? saved;
       if (name === 'Domain-0' || this.creating.has(name) || [...this.records.values()].some((x) => x.name === name)) {
         throw new ToolstackError(`a domain named "${name}" already exists`);
       }
@@ -626,14 +685,17 @@ export class MachineHost {
         consoleOutput: this.services.consoleOutput?.(domid) ?? 'pty',
         startTime: Math.floor(Date.now() / 1000),
       });
+      this.m.trace.record(domid, 'toolstack', 'xenstore nodes written', `/local/domain/${domid}, name ${name}`);
       await introduceDomain(this.xs, domid, rd.storeMfn, rd.storePort);
       const c = this.consoled.add(toDomId(domid), toMfn(rd.consoleMfn), evtchnPort(rd.consolePort));
       if (!c.ok) throw new ToolstackError(`console: ${c.error}`);
+      this.m.trace.record(domid, 'toolstack', 'console attached', `mfn 0x${rd.consoleMfn.toString(16)}, port ${rd.consolePort}`);
       if (rd.ctrlIf !== undefined) {
         const ci = this.controller.add(toDomId(domid), toMfn(rd.ctrlIf.mfn), evtchnPort(rd.ctrlIf.port));
         if (!ci.ok) throw new ToolstackError(`ctrl_if: ${ci.error}`);
       }
       await this.services.attachDevices?.(domid, cfg);
+      this.m.trace.record(domid, 'toolstack', 'devices attached', `${cfg.disks.length} disk(s), ${cfg.vifs.length} vif(s): backends set up`);
       const built: BuiltDomain = {
         domid, name, uuid, config: cfg, image, layout: planLayout(image, cfg.memory * 256), p2m: [],
         sharedInfoMfn: rd.sharedInfoMfn, startInfoMfn: rd.startInfoMfn, storeMfn: rd.storeMfn, storePort: rd.storePort,
@@ -641,19 +703,35 @@ export class MachineHost {
         l4Mfn: -1, cmdLine: cfg.extra,
       };
       this.records.set(domid, { built, name, shutdownSeen: false, preserved: false, waiters: [] });
-      if (!paused) {
+      if (!opts.paused) {
         const rc = this.m.xc.unpauseDomain(domid);
         if (rc < 0) throw new ToolstackError(`unpause failed (${errnoName(rc)})`);
       }
       this.m.poke();
-      this.m.log.xen(`d${domid} (${name}) restored from ${src}: ${rd.pages} pages`);
       return { domid, name };
     } catch (e) {
       this.records.delete(domid);
       await teardownDomain(this.m, this.services, domid, uuid);
       const msg = e instanceof Error ? e.message : String(e);
-      throw new ToolstackError(`restore of ${src}: ${msg}`);
+      throw new ToolstackError(`${what}: ${msg}`);
     }
+  }
+
+  /**
+   * Give a domain another name (`xl rename`): what `xl list` shows and its
+   * `name` nodes. A migration renames the domain it sends away while the
+   * receiver takes the name over.
+   */
+  async rename(domid: number, name: string): Promise<void> {
+    const r = this.records.get(domid);
+    if (r === undefined) throw new ToolstackError(`domain ${domid} was not created by this toolstack`);
+    if (r.name === name) return;
+    if (name === 'Domain-0' || this.creating.has(name) || [...this.records.values()].some((x) => x !== r && x.name === name)) {
+      throw new ToolstackError(`a domain named "${name}" already exists`);
+    }
+    r.name = name;
+    await this.xs.write(`${domainPath(domid)}/name`, name);
+    await this.xs.write(`/vm/${r.built.uuid}/name`, name).catch(() => undefined);
   }
 
   /** `xl p2m DOM`: `pfn mfn` lines from the guest's own P2M, checked with the M2P. */

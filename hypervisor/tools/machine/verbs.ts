@@ -20,6 +20,14 @@
  *             destroy it or (-c/-p) resume it -> {domid, via, bytes, pages, outcome, ...}
  *   restore   {file, paused?}: a domain from an image -> {domid, name}
  *   p2m       {dom}: the guest's P2M as `pfn mfn` lines
+ *   migrate   {dom, target: HOST:PORT, via?, timeout_ms?}: live-migrate the
+ *             domain to a migrate-receive there (migrate.ts); each round as
+ *             a JSON data line {round, pages, phase} -> the summary
+ *   migrate-receive  {listen?: [HOST:]PORT, paused?, timeout_ms?}: listen
+ *             (default 127.0.0.1, any free port; a data line `listening
+ *             HOST:PORT` once it does), take one migration -> {domid, name, ...}
+ *             For both, the client going away before the permission to go
+ *             abandons the migration (the source domain runs on).
  *   stop      destroy every domain and stop the daemon (after replying)
  */
 import os from 'node:os';
@@ -31,6 +39,8 @@ import { ConfigError, formatConfig, parseConfig, type DomainConfig } from '../xl
 import { BuildError } from '../builder/errors.js';
 import { XsError } from '../xenstored/client.js';
 import { ToolstackError, type MachineHost } from './host.js';
+import { migrateDomain, receiveMigration } from './migrate.js';
+import { MigrateWireError, formatHostPort, parseHostPort, type HostPort } from './migrate-wire.js';
 
 export interface VerbContext {
   readonly host: MachineHost;
@@ -67,6 +77,24 @@ export function configFromWire(v: unknown): DomainConfig {
     if (e instanceof ConfigError || e instanceof TypeError) throw new ControlError(`create: ${e.message}`);
     throw e;
   }
+}
+
+function address(text: string, opts: { readonly defaultHost?: string; readonly allowZero?: boolean }): HostPort {
+  try {
+    return parseHostPort(text, opts);
+  } catch (e) {
+    if (e instanceof MigrateWireError) throw new ControlError(e.message);
+    throw e;
+  }
+}
+
+/** An optional `timeout_ms` argument: whole ms, 1..600000. */
+function timeoutArg(args: Record<string, unknown>, verb: string): number | undefined {
+  const ms = args['timeout_ms'];
+  if (ms !== undefined && !(typeof ms === 'number' && Number.isInteger(ms) && ms > 0 && ms <= 600_000)) {
+    throw new ControlError(`${verb}: timeout_ms must be 1..600000`);
+  }
+  return ms;
 }
 
 /** Run `fn`, turning toolstack and builder failures into one-line control errors. */
@@ -251,6 +279,37 @@ export function makeVerbs(ctx: VerbContext, images: readonly KernelImage[]): Map
   });
   verb('restore', (args) => h.restore(str(args, 'file'), args['paused'] === true));
   verb('p2m', (args) => Promise.resolve(h.p2m(dom(args))));
+  verb('migrate', (args, stream) => {
+    const domid = dom(args);
+    const to = address(str(args, 'target'), {});
+    const via = args['via'];
+    if (via !== undefined && via !== 'evtchn' && via !== 'xenstore' && via !== 'ctrl_if') {
+      throw new ControlError('migrate: --suspend must be evtchn, xenstore or ctrl_if');
+    }
+    const ms = timeoutArg(args, 'migrate');
+    const gone = new AbortController();
+    stream.onClose(() => gone.abort());
+    return migrateDomain(h, domid, to, {
+      signal: gone.signal,
+      ...(via === undefined ? {} : { via }),
+      ...(ms === undefined ? {} : { timeoutMs: ms }),
+      onRound: (r) => stream.data(`${JSON.stringify(r)}\n`),
+    });
+  });
+  verb('migrate-receive', (args, stream) => {
+    const listen = args['listen'] === undefined ? '0' : str(args, 'listen');
+    const at = address(listen, { defaultHost: '127.0.0.1', allowZero: true });
+    const ms = timeoutArg(args, 'migrate-receive');
+    const gone = new AbortController();
+    stream.onClose(() => gone.abort());
+    return receiveMigration(h, {
+      listen: at,
+      paused: args['paused'] === true,
+      signal: gone.signal,
+      onListening: (a) => stream.data(`listening ${formatHostPort(a)}\n`),
+      ...(ms === undefined ? {} : { peerTimeoutMs: ms }),
+    });
+  });
   verb('stop', () => {
     ctx.requestStop();
     return Promise.resolve({ stopping: true });

@@ -108,6 +108,7 @@ export async function liveSaveDomain(m: SaveMachine, domid: number, sink: Stream
       const r = { round, pages: n, phase };
       rounds.push(r);
       opts.onRound?.(r);
+      opts.onStep?.(phase === 'final' ? 'final round sent' : `pre-copy round ${round} sent`, `${n} pages`, domid);
     };
     await io(() => w.start({ config: opts.config ?? `kernel = "${meta.kernel.name}"\n`, xenportMeta: meta }));
     await io(() => w.writeP2mFrames({ maxPfn: g.maxPfn, frames: framePfns }));
@@ -125,6 +126,7 @@ export async function liveSaveDomain(m: SaveMachine, domid: number, sink: Stream
       await send(dirty, round, 'precopy', retry);
     }
 
+    opts.onStep?.('pre-copy done', `${rounds.length} round(s), ${carry.length} dirty pages left for the final round`, domid);
     await opts.suspend();
     const now = m.xc.getDomainInfo(domid);
     if (now === undefined || !now.shutdown || now.shutdownReason !== SHUTDOWN_suspend) {
@@ -136,6 +138,7 @@ export async function liveSaveDomain(m: SaveMachine, domid: number, sink: Stream
     const tail = saveTail(m, domid, g, (pfn) => pageTypeNow(m, domid, g, pfn));
     await io(() => w.writeEndOfCheckpoint(tail));
     const summary = await io(() => w.finish());
+    opts.onStep?.('image written', `${summary.records} records, ${summary.bytes} bytes`, domid);
     m.xc.disableLogDirty(domid);
     logDirty = false;
     checkSave(domid, m.xc.destroyDomain(domid), 'destroydomain after the save');

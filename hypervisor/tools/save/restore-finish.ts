@@ -33,6 +33,7 @@ import { FPP, machphysUpdate, writeFrameNumber, type RestoreMachine } from './de
 import { describePteProblem, localizeTable } from './canonical.js';
 import { RestoreError, hex } from './errors.js';
 import { VCPU_RDX_OFFSET, convertContext, contextRdx, setContextRax } from './vcpu.js';
+import type { StepListener } from '../../xen/trace.js';
 
 /** A value from the stream and the offset where it was read. */
 export interface Located<T> {
@@ -70,8 +71,9 @@ const SI_MAGIC_PREFIX = 'xen-';
 
 const levelOf = (t: number): number => (t === UNSEEN ? 0 : pageTableLevel(t as StreamPageType));
 
-export function finishRestore(m: RestoreMachine, s: RestoreState): FinishedDomain {
+export function finishRestore(m: RestoreMachine, s: RestoreState, onStep?: StepListener): FinishedDomain {
   const { domid } = s;
+  const step = (event: string, detail: string): void => onStep?.(event, detail, domid);
   const vcpu0 = s.vcpus.get(0);
   if (vcpu0 === undefined) throw new RestoreError('missing', 'X86_PV_VCPU_BASIC', 0, 'no X86_PV_VCPU_BASIC record for vCPU 0');
   const hc = (rc: number, record: string, offset: number, what: string): void => {
@@ -83,6 +85,7 @@ export function finishRestore(m: RestoreMachine, s: RestoreState): FinishedDomai
   };
 
   // 1. Page tables.
+  let tables = 0;
   for (let pfn = 0; pfn < s.maxPfn; pfn++) {
     const level = levelOf(s.types[pfn]!);
     const mfn = s.p2m[pfn]!;
@@ -97,7 +100,9 @@ export function finishRestore(m: RestoreMachine, s: RestoreState): FinishedDomai
       throw new RestoreError(code, 'PAGE_DATA', at + 8 * p.entry, describePteProblem(p, level, `pfn ${hex(pfn)}`));
     }
     writePage(mfn, bytes, 'PAGE_DATA', at, `the localized L${level} at pfn ${hex(pfn)}`);
+    tables++;
   }
+  step('page tables localized', `${tables} tables: every PTE's pfn -> its new mfn`);
 
   // 2. M2P.
   const pfns: number[] = [];
@@ -109,6 +114,7 @@ export function finishRestore(m: RestoreMachine, s: RestoreState): FinishedDomai
     }
   });
   hc(machphysUpdate(m.xc, domid, mfns, pfns), 'END', 0, 'MMU_MACHPHYS_UPDATE of the new frames');
+  step('M2P updated', `${mfns.length} frames (MMU_MACHPHYS_UPDATE)`);
 
   // 3. The guest's P2M array.
   s.frames.forEach(({ value: pfn, offset }, i) => {
@@ -125,6 +131,7 @@ export function finishRestore(m: RestoreMachine, s: RestoreState): FinishedDomai
     }
     writePage(mfn, page, 'X86_PV_P2M_FRAMES', offset, `P2M frame ${i}`);
   });
+  step('P2M rewritten', `${s.frames.length} frame(s) of the guest's P2M with the new mfns`);
 
   // 4. start_info, with fresh event channels.
   const info = m.xc.getDomainInfo(domid);
@@ -157,11 +164,14 @@ export function finishRestore(m: RestoreMachine, s: RestoreState): FinishedDomai
   si.set('flags', 0);
   const ctrlIf = rewriteCtrlIf(m, s, si, siAt);
   writePage(siMfn, siBytes, 'PAGE_DATA', siAt, 'start_info');
+  step('start_info rewritten', `store mfn ${hex(storeMfn)} port ${storePort}, console mfn ${hex(consoleMfn)} port ${consolePort}, shared_info mfn ${hex(sharedInfoMfn)}`);
 
   // 5. shared_info.
   writePage(sharedInfoMfn, newSharedInfo(m, domid, sharedInfoMfn, s.sharedInfo), 'SHARED_INFO', s.sharedInfo.offset, 'shared_info');
+  step('shared_info rewritten', 'pending bits cleared, every port masked, frame list list 0');
 
   // 6. Pin: L4s first, so a tree that does not validate is named by its root.
+  let pinned = 0;
   for (let level = 4; level >= 1; level--) {
     for (let pfn = 0; pfn < s.maxPfn; pfn++) {
       const t = s.types[pfn]!;
@@ -172,8 +182,10 @@ export function finishRestore(m: RestoreMachine, s: RestoreState): FinishedDomai
         throw new RestoreError('pin', 'PAGE_DATA', s.dataAt[pfn]!,
           `pinning the L${level} at pfn ${hex(pfn)} (mfn ${hex(mfn)}) failed: the hypervisor does not accept the page-table tree under it`, rc);
       }
+      pinned++;
     }
   }
+  step('page tables pinned', `${pinned} table(s) (the tree under each validated)`);
 
   // 7. vCPUs.
   for (const [id, { value: ctx, offset }] of [...s.vcpus].sort((a, b) => a[0] - b[0])) {
@@ -194,6 +206,7 @@ export function finishRestore(m: RestoreMachine, s: RestoreState): FinishedDomai
     if (id === 0) setContextRax(c, 0);
     hc(m.xc.setVcpuContext(domid, id, c), 'X86_PV_VCPU_BASIC', offset, `setvcpucontext of vCPU ${id}`);
   }
+  step('vcpu context set', `${s.vcpus.size} vCPU(s): CR3 and rdx as mfns, vCPU 0 rax = 0`);
 
   // 8. Grant entries for the console and xenstore pages.
   const seed = (ref: number, frame: number): void => {
@@ -201,6 +214,7 @@ export function finishRestore(m: RestoreMachine, s: RestoreState): FinishedDomai
   };
   seed(GNTTAB_RESERVED_CONSOLE, consoleMfn);
   seed(GNTTAB_RESERVED_XENSTORE, storeMfn);
+  step('grant entries seeded', 'ref 0 (console) and ref 1 (xenstore) for dom0');
 
   return { storeMfn, storePort, consoleMfn, consolePort, ...(ctrlIf === undefined ? {} : { ctrlIf }), startInfoMfn: siMfn, sharedInfoMfn };
 }

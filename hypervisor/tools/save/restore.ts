@@ -33,6 +33,7 @@ import { errnoName } from '../../public/errno.js';
 import { INVALID_MFN, P2M_TREE_MAX_PFNS, type RestoreMachine } from './deps.js';
 import { RestoreError, hex } from './errors.js';
 import { finishRestore, type FinishedDomain, type Located, type RestoreState } from './restore-finish.js';
+import type { StepListener } from '../../xen/trace.js';
 
 export interface RestoreOptions {
   /** Outermost layer of the source (default 'xl', a file from `xl save`). */
@@ -43,6 +44,14 @@ export interface RestoreOptions {
   readonly kernel?: { readonly name: string; readonly versionHash: string };
   /** Called after each PAGE_DATA record: pages written so far. */
   readonly progress?: (pages: number) => void;
+  /** Told of each protocol step as it is done, with the new domid once there is one (the machine's trace: `m.trace.steps()`). */
+  readonly onStep?: StepListener;
+  /**
+   * A migration socket, which carries more after the stream: stop reading at
+   * the final END instead of at the source's end, and hand the bytes read
+   * past END here.
+   */
+  readonly afterEnd?: (rest: Uint8Array) => void;
 }
 
 /**
@@ -71,15 +80,18 @@ const PAGE_WORDS_AT = RECORD_HEADER.size + PAGE_DATA_HEADER.size;
  * with a StreamError or a RestoreError after destroying whatever it made.
  */
 export async function restoreDomain(m: RestoreMachine, source: RestoreSource, opts: RestoreOptions = {}): Promise<RestoredDomain> {
-  const parser = new StreamParser({ format: opts.format ?? 'xl' });
+  const parser = new StreamParser({ format: opts.format ?? 'xl', allowTrailing: opts.afterEnd !== undefined });
   const r = new Restorer(m, opts);
   const chunks = source instanceof Uint8Array ? [source] : source;
+  opts.onStep?.('stream read started', `format ${opts.format ?? 'xl'}`);
   try {
     for await (const chunk of chunks) {
       const step = parser.push(chunk);
       for (const it of step.items) r.handle(it);
       if (step.error !== undefined) throw step.error;
+      if (step.done && opts.afterEnd !== undefined) break;
     }
+    if (parser.done) opts.afterEnd?.(parser.remainder());
     const last = parser.end();
     for (const it of last.items) r.handle(it);
     if (last.error !== undefined) throw last.error;
@@ -121,6 +133,7 @@ class Restorer {
         this.#meta = it.xenportMeta;
         if (it.xenportMeta !== undefined) this.#kernel = { ...it.xenportMeta.kernel };
         this.#checkKernel('XL_HEADER', it.offset);
+        this.opts.onStep?.('stream header ok', this.#kernel === undefined ? 'xl header (no kernel named)' : `xl header: kernel ${this.#kernel.name} ${this.#kernel.versionHash}, this machine has it`);
         return;
       case 'X86_PV_P2M_FRAMES':
         this.#p2mFrames(it);
@@ -139,7 +152,10 @@ class Restorer {
         this.#vcpus.set(it.vcpuId, { value: it.context.slice(), offset: it.offset + RECORD_HEADER.size + X86_PV_VCPU_HEADER.size });
         return;
       case 'END':
-        if (it.layer === 'libxc') this.#end = true;
+        if (it.layer === 'libxc') {
+          this.#end = true;
+          this.opts.onStep?.('pages populated and written', `${this.#pages} pages of max_pfn ${this.#maxPfn}, libxc END`, this.#domid);
+        }
         return;
       default:
         // Headers the parser has checked; TSC_INFO (nothing here depends on the
@@ -195,6 +211,7 @@ class Restorer {
     };
     check(this.m.xc.setMaxMem(domid, this.#maxPfn * (PAGE_SIZE / 1024) + MAXMEM_SLACK_KB), 'max_mem');
     check(this.m.xc.setKernel(domid, k.name, k.versionHash), `set_kernel ${k.name}`);
+    this.opts.onStep?.('domain created', `d${domid} (paused), max_pfn ${this.#maxPfn}, ${this.#maxVcpus} vCPU(s), kernel ${k.name}`, domid);
   }
 
   #pageData(it: ItemOfType<'PAGE_DATA'>): void {
@@ -244,7 +261,7 @@ class Restorer {
       sharedInfo,
       vcpus: this.#vcpus,
     };
-    const done = finishRestore(this.m, state);
+    const done = finishRestore(this.m, state, this.opts.onStep);
     let pages = 0;
     for (const mfn of this.#p2m) if (mfn >= 0) pages++;
     return {

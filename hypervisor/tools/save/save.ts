@@ -23,7 +23,7 @@
  */
 import { SHUTDOWN_suspend } from '../../public/sched.js';
 import {
-  PageType, writeSaveImage,
+  PageType, pageTableLevel, writeSaveImage,
   type JsonValue, type PageInput, type StreamFormat, type StreamSink, type TscInfo, type VcpuInput, type XenportMeta,
   type XenstoreNode,
 } from '../stream/index.js';
@@ -31,6 +31,7 @@ import { m2pOf, type SaveMachine } from './deps.js';
 import { SaveError, checkSave, hex } from './errors.js';
 import { inPseudophysMap, readGuestP2m, type GuestP2m } from './p2m.js';
 import { pageInputs, pageTypes, saveTail, xenportMetaOf, type PageCounts } from './save-parts.js';
+import type { StepListener } from '../../xen/trace.js';
 
 export interface SaveOptions {
   /** Live migration (log-dirty pre-copy) is not done by saveDomain. */
@@ -49,6 +50,8 @@ export interface SaveOptions {
   readonly progress?: (done: number, total: number) => void;
   /** After a failure: resume the domain in place (default, as xl does) or leave it suspended. */
   readonly onFailure?: 'resume' | 'leave';
+  /** Told of each protocol step as it is done (the machine's trace: `m.trace.steps(domid)`). */
+  readonly onStep?: StepListener;
 }
 
 export interface SaveResult {
@@ -91,10 +94,12 @@ export async function saveDomain(m: SaveMachine, domid: number, sink: StreamSink
     const state = info.shutdown ? `shut down with reason ${info.shutdownReason}` : info.paused ? 'paused' : 'running';
     throw new SaveError('not-suspended', domid, `the domain is ${state}, not suspended (ask the guest to suspend and wait for it first)`);
   }
+  const step = opts.onStep;
   try {
     const plan = planSave(m, domid, opts);
     const counts: PageCounts = { pages: 0, holes: 0, pageTables: 0 };
     const summary = await writeImage(m, domid, sink, plan, opts, counts);
+    step?.('image written', `${summary.records} records, ${summary.bytes} bytes (TSC_INFO, SHARED_INFO, X86_PV_VCPU_BASIC x${plan.vcpus.length}, END)`, domid);
     let outcome: SaveResult['outcome'];
     if (opts.checkpointResume === true) {
       fastResume(m, domid);
@@ -132,21 +137,32 @@ export function fastResume(m: Pick<SaveMachine, 'xc'>, domid: number): void {
 }
 
 function planSave(m: SaveMachine, domid: number, opts: SaveOptions): SavePlan {
+  const step = opts.onStep;
   const meta = xenportMetaOf(m, domid, opts);
   const g = readGuestP2m(m, domid);
+  step?.('P2M read', `max_pfn ${g.maxPfn}, ${g.frameMfns.length} P2M frame(s), checked against the M2P`, domid);
   const types = pageTypes(m, domid, g);
+  step?.('page types read', `${countPageTables(types)} page-table pages among ${g.maxPfn} pfns`, domid);
   const framePfns = g.frameMfns.map((mfn, i) => {
     const pfn = inPseudophysMap(m, g, mfn) ? m2pOf(m, mfn) : -1;
     if (pfn < 0) throw new SaveError('p2m-frame-list', domid, `P2M frame ${i} is mfn ${hex(mfn)}, which is not one of the guest's pseudo-physical frames (the M2P says pfn ${hex(m2pOf(m, mfn))})`);
     if (types[pfn] !== PageType.NOTAB) throw new SaveError('p2m-frame-list', domid, `P2M frame ${i} (pfn ${hex(pfn)}) is in use as a page table`);
     return pfn;
   });
+  const tail = saveTail(m, domid, g, (pfn) => types[pfn]!);
+  step?.('vcpu context and shared_info read', `${tail.vcpus.length} vCPU(s): CR3 and rdx as PFNs`, domid);
   return {
     g, types, framePfns,
-    ...saveTail(m, domid, g, (pfn) => types[pfn]!),
+    ...tail,
     meta,
     config: opts.config ?? `kernel = "${meta.kernel.name}"\n`,
   };
+}
+
+function countPageTables(types: Uint8Array): number {
+  let n = 0;
+  for (const t of types) if (pageTableLevel(t as PageType) !== 0) n++;
+  return n;
 }
 
 async function writeImage(
@@ -156,11 +172,13 @@ async function writeImage(
   const progress = opts.progress;
   function* pages(): Generator<PageInput> {
     let done = 0;
+    opts.onStep?.('PAGE_DATA started', `${g.maxPfn} pfns in batches of 1024`, domid);
     for (const p of pageInputs(m, domid, g, range(g.maxPfn), counts)) {
       yield p;
       done++;
       if (progress !== undefined && (done % 1024 === 0 || done === g.maxPfn)) progress(done, g.maxPfn);
     }
+    opts.onStep?.('pages written', `${counts.pages} pages (${counts.pageTables} page tables canonicalized), ${counts.holes} holes`, domid);
   }
   try {
     return await writeSaveImage(sink, {

@@ -19,6 +19,7 @@ import type { DomainInfo } from '../../xen/toolstack.js';
 import { Timer } from '../../xen/time.js';
 import { shutdownReasonName } from '../../xen/lifecycle.js';
 import { WaitError } from './errors.js';
+import type { StepListener } from '../../xen/trace.js';
 
 export type WaitMachine = Pick<Machine, 'xc' | 'clock' | 'timers' | 'step' | 'poke' | 'onDom0Event'>;
 
@@ -64,6 +65,8 @@ export interface WaitOptions {
    * 'none' never runs it.
    */
   readonly drive?: 'auto' | 'none';
+  /** Told when the suspend is seen (the machine's trace: `m.trace.steps(domid)`). */
+  readonly onStep?: StepListener;
 }
 
 /** Guest entries run per slice before the wait yields to the host's event loop. */
@@ -82,9 +85,13 @@ export async function waitForSuspend(m: WaitMachine, domid: number, timeoutNs: n
     if (i.shutdownReason === SHUTDOWN_suspend) return i;
     return new WaitError('wrong-shutdown', domid, `the domain shut down (${shutdownReasonName(i.shutdownReason ?? -1)}) instead of suspending`);
   };
+  const seen = (i: DomainInfo, how: string): DomainInfo => {
+    opts.onStep?.('SHUTDOWN_suspend seen', how, domid);
+    return i;
+  };
   const now = look();
   if (now instanceof WaitError) throw now;
-  if (now !== undefined) return now;
+  if (now !== undefined) return seen(now, 'getdomaininfo: already shut down (suspend)');
   const src = opts.domExc ?? domExcSource(m);
   if (typeof src === 'number') {
     throw new WaitError('virq', domid, `cannot bind VIRQ_DOM_EXC (${errnoName(src)}): pass the DomExcSource of whoever holds it`);
@@ -99,7 +106,7 @@ export async function waitForSuspend(m: WaitMachine, domid: number, timeoutNs: n
       m.timers.cancel(timer);
       unsubscribe();
       if (r instanceof WaitError) reject(r);
-      else resolve(r);
+      else resolve(seen(r, 'VIRQ_DOM_EXC, then getdomaininfo: shut down (suspend)'));
     };
     const timer = new Timer(() => {
       finish(new WaitError('timeout', domid, `no suspend within ${timeoutNs / 1e6} ms of system time (the domain keeps running)`));

@@ -35,6 +35,8 @@ export interface XenstoredOptions extends Partial<CoreOptions> {
   readonly mapRing?: (domid: DomId, mfn: string, port: EvtchnPort) => RingAttachment | undefined;
   /** Ring limits (replies left unread before requests stop being taken; bytes queued for a domain). */
   readonly ring?: RingOptions;
+  /** Told of each request as it arrives, with the domain it comes from (0: dom0 or a host client); the host's trace tap. */
+  readonly onRequest?: (domid: number, msg: XsMsg) => void;
 }
 
 interface Endpoint {
@@ -119,6 +121,7 @@ export class Xenstored {
   /** Handle one request from a connection and deliver the outcome. */
   request(conn: ConnId, msg: XsMsg): void {
     if (log.enabled) log('conn %d %s tx=%d req=%d %s', conn, typeName(msg.type), msg.txId, msg.reqId, printable(msg.payload));
+    this.opts.onRequest?.(this.current.conns.get(conn)?.domid ?? 0, msg);
     this.run(() => handleMessage(this.current, conn, msg));
   }
 

@@ -13,6 +13,7 @@ import type { KernelImage } from '../../public/cpu.js';
 import { ControlClient, ControlError, NoMachineError } from '../machine/control.js';
 import { launchDaemon, machinePaths, resolveMachineDir } from '../machine/launch.js';
 import { DaemonArgError, parseDaemonArgs } from '../machine/args.js';
+import { MigrateWireError, parseHostPort } from '../machine/migrate-wire.js';
 import { ConfigError, parseConfig } from './config.js';
 
 export interface XlIo {
@@ -46,6 +47,8 @@ machine:  machine start [--memory SIZE] [--tsc-khz N] [--clock realtime|simulate
 domains:  create CFG | list [-l] | console DOM | dmesg | info
           pause DOM | unpause DOM | shutdown [-w] [--ctrl-if] DOM | destroy DOM
 save:     save [-c] [-p] [--suspend=evtchn|xenstore|ctrl_if] DOM FILE|- | restore [-p] FILE | p2m DOM
+migrate:  migrate [--suspend=evtchn|xenstore|ctrl_if] [--timeout S] DOM HOST:PORT
+          migrate-receive [-p] [--listen [HOST:]PORT] [--timeout S]
 network:  network-ping DOM | network-info
 DIR defaults to $XL_MACHINE.`;
 
@@ -79,6 +82,47 @@ export function parseArgs(argv: readonly string[], withValue: readonly string[],
     } else positional.push(a);
   }
   return { flags, positional };
+}
+
+/** `--timeout S` (whole seconds) as ms, if given. */
+function timeoutFlag(p: Parsed): number | undefined {
+  const tmo = p.flags.get('--timeout');
+  const ms = typeof tmo === 'string' ? Number(tmo) * 1000 : undefined;
+  if (ms !== undefined && !(Number.isInteger(ms) && ms > 0)) throw new UsageError('--timeout takes whole seconds');
+  return ms;
+}
+
+/** Check a HOST:PORT before anything is sent. */
+function checkAddress(text: string, opts: { readonly defaultHost?: string; readonly allowZero?: boolean }): void {
+  try {
+    parseHostPort(text, opts);
+  } catch (e) {
+    if (e instanceof MigrateWireError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+interface RoundLine {
+  round: number;
+  pages: number;
+  phase: 'precopy' | 'final';
+}
+
+interface MigrateSummary {
+  name: string;
+  target: string;
+  via: string;
+  rounds: RoundLine[];
+  precopyRounds: number;
+  pages: number;
+  bytes: number;
+  remoteDomid: number;
+  downtimeMs: number;
+  outcome: string;
+}
+
+function roundLine(r: RoundLine): string {
+  return `round ${r.round}: ${r.pages} pages (${r.phase === 'precopy' ? 'pre-copy, the guest running' : 'final, the guest suspended'})`;
 }
 
 function oneArg(p: Parsed, what: string): string {
@@ -314,6 +358,52 @@ async function dispatch(argv: readonly string[], io: XlIo, deps: XlDeps): Promis
       const p = parseArgs(rest, [], ['-p']);
       const file = path.resolve(oneArg(p, 'image file'));
       const r = (await withClient(dir, (c) => c.call('restore', { file, paused: p.flags.has('-p') }).result)) as { domid: number };
+      io.out(`${r.domid}\n`);
+      return;
+    }
+    case 'migrate': {
+      const p = parseArgs(rest, ['--suspend', '--timeout'], []);
+      if (p.positional.length !== 2) throw new UsageError('usage: xl migrate [--suspend=evtchn|xenstore|ctrl_if] [--timeout S] DOM HOST:PORT');
+      const [dom, target] = p.positional as [string, string];
+      checkAddress(target, {});
+      const via = p.flags.get('--suspend');
+      if (via !== undefined && via !== 'evtchn' && via !== 'xenstore' && via !== 'ctrl_if') {
+        throw new UsageError('--suspend must be evtchn, xenstore or ctrl_if');
+      }
+      const timeoutMs = timeoutFlag(p);
+      const args = { dom, target, ...(typeof via === 'string' ? { via } : {}), ...(timeoutMs === undefined ? {} : { timeout_ms: timeoutMs }) };
+      // Each round as the machine reports it (one JSON line a round).
+      const onData = (d: string): void => {
+        for (const line of d.split('\n')) {
+          if (line.trim() === '') continue;
+          try {
+            io.out(`${roundLine(JSON.parse(line) as RoundLine)}\n`);
+          } catch {
+            // not a round: ignore
+          }
+        }
+      };
+      const r = (await withClient(dir, (c) => c.call('migrate', args, onData).result)) as MigrateSummary;
+      const final = r.rounds.filter((x) => x.phase === 'final').reduce((n, x) => n + x.pages, 0);
+      io.out(`migrated domain ${r.name} to ${r.target} (domid ${r.remoteDomid} there): ${r.rounds.length} rounds, ${r.precopyRounds} pre-copy while it ran`
+        + ` then ${final} pages after it suspended via ${r.via}; ${r.pages} pages, ${r.bytes} bytes, downtime ${r.downtimeMs} ms: ${r.outcome} here\n`);
+      return;
+    }
+    case 'migrate-receive': {
+      const p = parseArgs(rest, ['--listen', '--timeout'], ['-p']);
+      if (p.positional.length !== 0) throw new UsageError('usage: xl migrate-receive [-p] [--listen [HOST:]PORT] [--timeout S]');
+      const listen = p.flags.get('--listen');
+      if (typeof listen === 'string') checkAddress(listen, { defaultHost: '127.0.0.1', allowZero: true });
+      const timeoutMs = timeoutFlag(p);
+      const args = {
+        paused: p.flags.has('-p'), ...(typeof listen === 'string' ? { listen } : {}), ...(timeoutMs === undefined ? {} : { timeout_ms: timeoutMs }),
+      };
+      // One line naming the address, as soon as the machine listens: a script reads the port from it.
+      const onData = (d: string): void => {
+        const m = /^listening (\S+)$/m.exec(d);
+        if (m !== null) io.out(`listening on ${m[1]}\n`);
+      };
+      const r = (await withClient(dir, (c) => c.call('migrate-receive', args, onData).result)) as { domid: number };
       io.out(`${r.domid}\n`);
       return;
     }
