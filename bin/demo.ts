@@ -296,6 +296,7 @@ async function main(): Promise<void> {
   say('   machine\'s Xen system time, which the guest reads from vcpu_time_info - after the restore it adds its own offset so');
   say('   that its clock carries on from before the save; by: xen = seen at the hypercall gate, toolstack = save/restore and');
   say('   the machine host, xenstored = requests it received)');
+  say(`\n== kept for reading: ${work}/machine-{a,b}/ (machine.log, trace.jsonl, console/) and demo.cfg; the images were removed`);
 }
 
 /** The records of one machine's trace file that `pick` selects; fails when there are none. */
