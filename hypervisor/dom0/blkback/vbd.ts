@@ -15,7 +15,8 @@
  *
  * A failure releases the ring and the port at once; only this vbd stops.
  * A frontend that re-initialises after Closed is served again by a new
- * connect() (as after a restore: new ring, new port, same disk).
+ * connect() (as after a restore: new ring, new port, same disk). The
+ * lifecycle itself is RingDevice's (backend-core.ts), as for a vif.
  *
  * Work: the event channel only marks the vbd (kick, cheap, no I/O); the
  * machine then calls poll() between guest entries, which takes requests
@@ -47,13 +48,10 @@
  */
 import createDebug from 'debug';
 import { BLKIF_RING_SIZE, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, XEN_IO_PROTO_ABI_NATIVE } from '../../public/io/blkif.js';
-import {
-  XenbusStateClosed, XenbusStateClosing, XenbusStateConnected, XenbusStateInitWait, type XenbusState,
-} from '../../public/io/xenbus.js';
 import type { BackIndices } from '../../public/io/ring.js';
-import { evtchnPort, grantRef, type DomId } from '../../public/types.js';
+import { RingDevice, pendingRequests, type DeviceState, type PollWork, type RingConnection, type RingDeviceOptions } from '../backend-core.js';
 import { SECTOR_SIZE, type DiskImage } from './disk.js';
-import { BlkRing, err, ok, type BlkbackHost, type BoundChannel, type MappedRing, type Outcome } from './transport.js';
+import { BlkRing, err, ok, type BlkbackHost, type Outcome } from './transport.js';
 import { backendConnectNodes, decodeRequest, type BlkRequest, type BlkResponse, type TransferRequest } from './wire.js';
 
 const log = createDebug('dom0:blkback');
@@ -61,7 +59,7 @@ const log = createDebug('dom0:blkback');
 /** Requests one poll of one vbd may do: a ring's worth. */
 export const DEFAULT_POLL_BUDGET = BLKIF_RING_SIZE;
 
-export type VbdState = 'waiting' | 'connected' | 'failed' | 'closed';
+export type VbdState = DeviceState;
 
 /** Counters for xl and the bench; they survive reconnections. */
 export interface VbdStats {
@@ -82,16 +80,11 @@ export interface VbdStats {
   connects: number;
 }
 
-export interface VbdOptions {
-  readonly frontendDomid: DomId;
+export interface VbdOptions extends RingDeviceOptions<Vbd> {
   /** The virtual device number (the `device/vbd/<devid>` directory). */
   readonly devid: number;
   readonly disk: DiskImage;
   readonly host: BlkbackHost;
-  /** The vbd changed state by itself (failed): publish it. */
-  readonly onStateChange?: (vbd: Vbd) => void;
-  /** The vbd has work: arrange for poll() to run soon (between guest entries). */
-  readonly onWork?: (vbd: Vbd) => void;
 }
 
 /** What the frontend published before Initialised (already parsed from xenstore). */
@@ -110,80 +103,31 @@ export interface ConnectParams {
   readonly at?: BackIndices;
 }
 
-interface Connection {
+interface Connection extends RingConnection {
   readonly ring: BlkRing;
-  readonly page: MappedRing;
-  readonly channel: BoundChannel;
   readonly ringRef: number;
   readonly port: number;
 }
 
-const isU32 = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff;
-
-export class Vbd {
-  readonly frontendDomid: DomId;
-  readonly devid: number;
+export class Vbd extends RingDevice<Connection, VbdStats> {
   readonly disk: DiskImage;
-  private readonly host: BlkbackHost;
-  private readonly opts: VbdOptions;
-  private stateValue: VbdState = 'waiting';
-  private errorValue: string | undefined;
-  private conn: Connection | undefined;
-  private kicked = false;
-  /** Bumped on every connect, so an event from an earlier binding is ignored. */
-  private generationValue = 0;
-  private readonly counters: VbdStats = {
+  protected readonly opts: VbdOptions;
+  protected readonly counters: VbdStats = {
     requests: 0, reads: 0, writes: 0, flushes: 0, sectorsRead: 0, sectorsWritten: 0, errors: 0, notifies: 0, connects: 0,
   };
 
   constructor(opts: VbdOptions) {
+    super({
+      frontendDomid: opts.frontendDomid, devid: opts.devid, name: `vbd d${opts.frontendDomid}/${opts.devid}`, log,
+      pollBudget: DEFAULT_POLL_BUDGET,
+    });
     this.opts = opts;
-    this.frontendDomid = opts.frontendDomid;
-    this.devid = opts.devid;
     this.disk = opts.disk;
-    this.host = opts.host;
-  }
-
-  get name(): string {
-    return `vbd d${this.frontendDomid}/${this.devid}`;
-  }
-
-  get state(): VbdState {
-    return this.stateValue;
-  }
-
-  /** Why the vbd failed (or the last connect was refused). */
-  get error(): string | undefined {
-    return this.errorValue;
-  }
-
-  get generation(): number {
-    return this.generationValue;
-  }
-
-  /** A snapshot of the counters. */
-  get stats(): Readonly<VbdStats> {
-    return { ...this.counters };
-  }
-
-  /** Connected and kicked: poll() has something to look at. */
-  get hasWork(): boolean {
-    return this.stateValue === 'connected' && this.kicked;
   }
 
   /** The ring's private indices while connected (for tests and debugging). */
   get ringIndices(): BackIndices | undefined {
     return this.conn?.ring.indices();
-  }
-
-  /** The xenbus state to publish for this vbd's state. */
-  xenbusState(): XenbusState {
-    switch (this.stateValue) {
-      case 'waiting': return XenbusStateInitWait;
-      case 'connected': return XenbusStateConnected;
-      case 'failed': return XenbusStateClosing;
-      case 'closed': return XenbusStateClosed;
-    }
   }
 
   /** The backend nodes to write before Connected: sectors, sector-size, info, features. */
@@ -197,37 +141,14 @@ export class Vbd {
    * cannot be had. Allowed from 'waiting' and 'failed'.
    */
   connect(p: ConnectParams): Outcome<void> {
-    if (this.stateValue === 'closed') return err(`${this.name} is closed`);
-    if (this.stateValue === 'connected') return err(`${this.name} is already connected (ring-ref ${this.conn?.ringRef})`);
+    if (this.state === 'closed') return err(`${this.name} is closed`);
+    if (this.state === 'connected') return err(`${this.name} is already connected (ring-ref ${this.conn?.ringRef})`);
     if (p.protocol !== undefined && p.protocol !== XEN_IO_PROTO_ABI_NATIVE)
       return this.refuseConnect(`protocol "${p.protocol}" is not served (only ${XEN_IO_PROTO_ABI_NATIVE})`);
-    if (!isU32(p.ringRef)) return this.refuseConnect(`ring-ref ${p.ringRef} is not a grant reference`);
-    if (!isU32(p.eventChannel)) return this.refuseConnect(`event-channel ${p.eventChannel} is not a port`);
-
-    const page = this.host.mapRing(this.frontendDomid, grantRef(p.ringRef));
-    if (!page.ok) return this.refuseConnect(`cannot map ring-ref ${p.ringRef}: ${page.error}`);
-    const gen = this.generationValue + 1;
-    const channel = this.host.bindEventChannel(this.frontendDomid, evtchnPort(p.eventChannel), () => {
-      if (gen === this.generationValue) this.kick();
-    });
-    if (!channel.ok) {
-      page.value.unmap();
-      return this.refuseConnect(`cannot bind event-channel ${p.eventChannel}: ${channel.error}`);
-    }
-    this.generationValue = gen;
-    let ring: BlkRing;
-    try {
-      ring = new BlkRing(page.value.mem, page.value.base, p.at);
-    } catch (e) {
-      // Only `at` can be inconsistent here, and it is the caller's value.
-      channel.value.close();
-      page.value.unmap();
-      throw e;
-    }
-    this.conn = { ring, page: page.value, channel: channel.value, ringRef: p.ringRef, port: p.eventChannel };
-    this.stateValue = 'connected';
-    this.errorValue = undefined;
-    this.counters.connects++;
+    const c = this.attach([{ node: 'ring-ref', ref: p.ringRef }], p.eventChannel, (pages, channel) => ({
+      ring: new BlkRing(pages[0].mem, pages[0].base, p.at), pages, channel, ringRef: p.ringRef, port: p.eventChannel,
+    }));
+    if (!c.ok) return c;
     log.enabled && log('%s connected: ring-ref %d, port %d, %d sectors%s', this.name, p.ringRef, p.eventChannel,
       this.disk.sectors, this.disk.readOnly ? ' (read-only)' : '');
     // Requests may already be waiting (a frontend replaying after resume).
@@ -235,94 +156,35 @@ export class Vbd {
     return ok(undefined);
   }
 
-  /** The frontend notified us: mark work, no I/O here. */
-  kick(): void {
-    if (this.stateValue !== 'connected' || this.kicked) return;
-    this.kicked = true;
-    this.opts.onWork?.(this);
-  }
+  // --- internals -----------------------------------------------------------
 
   /**
    * Serve the ring: take up to `budget` requests in order, answer each,
-   * publish, notify the frontend if it asked. Returns the number of
-   * requests taken. Garbage indices fail this vbd (and only it).
+   * publish; ask for a notification if the frontend wants one. Garbage
+   * indices fail this vbd (and only it).
    */
-  poll(budget: number = DEFAULT_POLL_BUDGET): number {
-    this.kicked = false;
-    const conn = this.conn;
-    if (this.stateValue !== 'connected' || conn === undefined) return 0;
+  protected serve(conn: Connection, budget: number, w: PollWork): void {
     const { ring } = conn;
-    let done = 0;
-    let notify = false;
-    let more = false;
-    let broken: string | undefined;
     for (;;) {
-      let pending = ring.pending();
-      if (pending.ok && pending.value === 0) {
-        if (ring.push()) notify = true;
-        pending = ring.finalCheck();
-        if (pending.ok && pending.value === 0) break;
-      }
+      const pending = pendingRequests(ring, w);
       if (!pending.ok) {
-        broken = `ring indices are garbage: ${pending.error}`;
-        break;
+        w.broken = `ring indices are garbage: ${pending.error}`;
+        return;
       }
-      if (done >= budget) {
-        more = true;
-        break;
+      if (pending.value === 0) return;
+      if (w.done >= budget) {
+        w.more = true;
+        return;
       }
-      const n = Math.min(pending.value, budget - done);
+      const n = Math.min(pending.value, budget - w.done);
       for (let k = 0; k < n; k++) ring.respond(this.execute(ring.take()));
-      done += n;
-      if (ring.push()) notify = true;
-    }
-    if (notify) {
-      this.counters.notifies++;
-      conn.channel.notify();
-    }
-    if (broken !== undefined) this.fail(broken);
-    else if (more) this.kick();
-    return done;
-  }
-
-  /** Let go of the ring and the port; back to waiting. Idempotent. */
-  disconnect(): void {
-    this.release();
-    if (this.stateValue === 'connected' || this.stateValue === 'failed') {
-      log.enabled && log('%s disconnected', this.name);
-      this.stateValue = 'waiting';
+      w.done += n;
+      if (ring.push()) w.notify = true;
     }
   }
 
-  /** Disconnect and close the disk, for good. */
-  close(): void {
-    this.release();
+  protected closeDevice(): void {
     this.disk.close();
-    this.stateValue = 'closed';
-  }
-
-  // --- internals -----------------------------------------------------------
-
-  private refuseConnect(reason: string): Outcome<void> {
-    this.fail(`connect refused: ${reason}`);
-    return err(reason);
-  }
-
-  private fail(reason: string): void {
-    this.release();
-    this.stateValue = 'failed';
-    this.errorValue = reason;
-    log('%s failed: %s', this.name, reason);
-    this.opts.onStateChange?.(this);
-  }
-
-  private release(): void {
-    const c = this.conn;
-    this.conn = undefined;
-    this.kicked = false;
-    if (c === undefined) return;
-    c.channel.close();
-    c.page.unmap();
   }
 
   /** One request, to completion: its response. */
@@ -374,7 +236,7 @@ export class Vbd {
     let off = 0;
     for (const [i, s] of req.segments.entries()) {
       const len = (s.lastSect - s.firstSect + 1) * SECTOR_SIZE;
-      const put = this.host.grants.copyToGrant(this.frontendDomid, s.gref, s.firstSect * SECTOR_SIZE, data.value.subarray(off, off + len));
+      const put = this.opts.host.grants.copyToGrant(this.frontendDomid, s.gref, s.firstSect * SECTOR_SIZE, data.value.subarray(off, off + len));
       if (!put.ok) {
         log('%s read id %s: segment %d gref %d: %s', this.name, req.id, i, s.gref, put.error);
         return BLKIF_RSP_ERROR;
@@ -393,7 +255,7 @@ export class Vbd {
     let off = 0;
     for (const [i, s] of req.segments.entries()) {
       const len = (s.lastSect - s.firstSect + 1) * SECTOR_SIZE;
-      const got = this.host.grants.copyFromGrant(this.frontendDomid, s.gref, s.firstSect * SECTOR_SIZE, len);
+      const got = this.opts.host.grants.copyFromGrant(this.frontendDomid, s.gref, s.firstSect * SECTOR_SIZE, len);
       if (!got.ok || got.value.length !== len) {
         const why = got.ok ? `${got.value.length} bytes instead of ${len}` : got.error;
         log('%s write id %s: segment %d gref %d: %s', this.name, req.id, i, s.gref, why);

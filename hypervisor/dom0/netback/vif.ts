@@ -16,7 +16,8 @@
  *
  * A failure releases both rings and the port at once; only this vif
  * stops. A frontend that re-initialises (after Closed, or a restored guest
- * with new rings and a new port) is served again by a new connect().
+ * with new rings and a new port) is served again by a new connect(). The
+ * lifecycle itself is RingDevice's (backend-core.ts), as for a vbd.
  *
  * Work, as blkback: the event channel only marks the vif (kick), and so
  * does a frame the bridge delivers; the machine then calls poll() between
@@ -41,15 +42,13 @@
  */
 import createDebug from 'debug';
 import { NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETTXF_csum_blank, NET_TX_RING_SIZE } from '../../public/io/netif.js';
-import {
-  XenbusStateClosed, XenbusStateClosing, XenbusStateConnected, XenbusStateInitWait, type XenbusState,
-} from '../../public/io/xenbus.js';
 import type { BackIndices } from '../../public/io/ring.js';
-import { PAGE_SIZE, evtchnPort, grantRef, type DomId } from '../../public/types.js';
+import { PAGE_SIZE } from '../../public/types.js';
 import type { BridgeLink, BridgePort } from '../net/bridge.js';
 import { ETHERTYPE_IPV4, parseEthernet } from '../net/ether.js';
 import { completeChecksum } from '../net/ip.js';
-import { err, ok, type BoundChannel, type MappedRing, type Outcome } from './host.js';
+import { RingDevice, pendingRequests, type DeviceState, type PollWork, type RingConnection, type RingDeviceOptions } from '../backend-core.js';
+import { err, ok, type Outcome } from './host.js';
 import { NETIF_RX_GEOMETRY, NETIF_TX_GEOMETRY, NetBackRing, type NetbackHost } from './transport.js';
 import {
   MAX_FRAME_BYTES, RX_SLOT_BYTES, TX_SLOT_BYTES, decodeRxRequest, encodeRxResponse, encodeTxResponse, parseTxPacket,
@@ -65,7 +64,7 @@ export const DEFAULT_POLL_BUDGET = NET_TX_RING_SIZE;
 export const DEFAULT_RX_QUEUE_FRAMES = 256;
 export const DEFAULT_RX_QUEUE_BYTES = 128 * PAGE_SIZE;
 
-export type VifState = 'waiting' | 'connected' | 'failed' | 'closed';
+export type VifState = DeviceState;
 
 /** Counters for xl and the bench; they survive reconnections. */
 export interface VifStats {
@@ -103,8 +102,7 @@ export interface BridgeAttach {
   attach(port: BridgePort): BridgeLink;
 }
 
-export interface VifOptions {
-  readonly frontendDomid: DomId;
+export interface VifOptions extends RingDeviceOptions<Vif> {
   /** The vif's handle (the `device/vif/<handle>` directory). */
   readonly devid: number;
   /** The guest's MAC, "aa:bb:cc:dd:ee:ff" (published in `mac`). */
@@ -113,10 +111,6 @@ export interface VifOptions {
   readonly bridge: BridgeAttach;
   readonly rxQueueFrames?: number;
   readonly rxQueueBytes?: number;
-  /** The vif changed state by itself (failed): publish it. */
-  readonly onStateChange?: (vif: Vif) => void;
-  /** The vif has work: arrange for poll() to run soon (between guest entries). */
-  readonly onWork?: (vif: Vif) => void;
 }
 
 /** Where the back rings' private indices start, to attach to rings already in use. */
@@ -125,23 +119,11 @@ export interface VifRingsAt {
   readonly rx?: BackIndices;
 }
 
-interface Connection {
+interface Connection extends RingConnection {
   readonly tx: NetBackRing;
   readonly rx: NetBackRing;
-  readonly pages: readonly MappedRing[];
-  readonly channel: BoundChannel;
   readonly params: VifConnectParams;
 }
-
-/** What one poll did, filled by the TX and RX halves. */
-interface PollWork {
-  done: number;
-  notify: boolean;
-  more: boolean;
-  broken: string | undefined;
-}
-
-const isU32 = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff;
 
 function emptyStats(): VifStats {
   return {
@@ -160,53 +142,26 @@ function completeFrameChecksum(frame: Uint8Array): Outcome<void> {
   return r.ok ? ok(undefined) : err(r.detail);
 }
 
-export class Vif implements BridgePort {
-  readonly name: string;
-  readonly frontendDomid: DomId;
-  readonly devid: number;
+export class Vif extends RingDevice<Connection, VifStats> implements BridgePort {
   readonly mac: string;
-  private readonly host: NetbackHost;
-  private readonly opts: VifOptions;
+  protected readonly opts: VifOptions;
+  protected readonly counters = emptyStats();
   private readonly link: BridgeLink;
   private readonly rxQueueFrames: number;
   private readonly rxQueueBytes: number;
-  private stateValue: VifState = 'waiting';
-  private errorValue: string | undefined;
-  private generationValue = 0;
-  private conn: Connection | undefined;
-  private kicked = false;
   private readonly rxQueue: Uint8Array[] = [];
   private rxQueued = 0;
-  private readonly counters = emptyStats();
 
   constructor(opts: VifOptions) {
+    super({
+      frontendDomid: opts.frontendDomid, devid: opts.devid, name: `vif${opts.frontendDomid}.${opts.devid}`, log,
+      pollBudget: DEFAULT_POLL_BUDGET,
+    });
     this.opts = opts;
-    this.frontendDomid = opts.frontendDomid;
-    this.devid = opts.devid;
     this.mac = opts.mac;
-    this.host = opts.host;
-    this.name = `vif${opts.frontendDomid}.${opts.devid}`;
     this.rxQueueFrames = opts.rxQueueFrames ?? DEFAULT_RX_QUEUE_FRAMES;
     this.rxQueueBytes = opts.rxQueueBytes ?? DEFAULT_RX_QUEUE_BYTES;
     this.link = opts.bridge.attach(this);
-  }
-
-  get state(): VifState {
-    return this.stateValue;
-  }
-
-  /** Why the vif failed (or the last connect was refused). */
-  get error(): string | undefined {
-    return this.errorValue;
-  }
-
-  /** Bumped by every connect: events of an older connection are ignored. */
-  get generation(): number {
-    return this.generationValue;
-  }
-
-  get stats(): Readonly<VifStats> {
-    return { ...this.counters };
   }
 
   /** Frames waiting for RX buffers. */
@@ -214,23 +169,10 @@ export class Vif implements BridgePort {
     return this.rxQueue.length;
   }
 
-  get hasWork(): boolean {
-    return this.stateValue === 'connected' && this.kicked;
-  }
-
   /** The rings' private indices while connected (tests, debugging). */
   get ringIndices(): { tx: BackIndices; rx: BackIndices } | undefined {
     const c = this.conn;
     return c === undefined ? undefined : { tx: c.tx.indices(), rx: c.rx.indices() };
-  }
-
-  xenbusState(): XenbusState {
-    switch (this.stateValue) {
-      case 'waiting': return XenbusStateInitWait;
-      case 'connected': return XenbusStateConnected;
-      case 'failed': return XenbusStateClosing;
-      case 'closed': return XenbusStateClosed;
-    }
   }
 
   /** The backend nodes to write before InitWait: mac, handle, features. */
@@ -244,47 +186,20 @@ export class Vif implements BridgePort {
    * the port cannot be had. Allowed from 'waiting' and 'failed'.
    */
   connect(p: VifConnectParams, at: VifRingsAt = {}): Outcome<void> {
-    if (this.stateValue === 'closed') return err(`${this.name} is closed`);
-    if (this.stateValue === 'connected') return err(`${this.name} is already connected`);
+    if (this.state === 'closed') return err(`${this.name} is closed`);
+    if (this.state === 'connected') return err(`${this.name} is already connected`);
     if (!p.requestRxCopy) return this.refuseConnect('request-rx-copy is not 1: this backend only copies into RX buffers');
     if (!p.rxNotify) return this.refuseConnect('feature-rx-notify is not 1: the frontend must notify when it posts RX buffers');
-    if (!isU32(p.txRingRef)) return this.refuseConnect(`tx-ring-ref ${p.txRingRef} is not a grant reference`);
-    if (!isU32(p.rxRingRef)) return this.refuseConnect(`rx-ring-ref ${p.rxRingRef} is not a grant reference`);
-    if (!isU32(p.eventChannel)) return this.refuseConnect(`event-channel ${p.eventChannel} is not a port`);
-
-    const txPage = this.host.mapRing(this.frontendDomid, grantRef(p.txRingRef));
-    if (!txPage.ok) return this.refuseConnect(`cannot map tx-ring-ref ${p.txRingRef}: ${txPage.error}`);
-    const rxPage = this.host.mapRing(this.frontendDomid, grantRef(p.rxRingRef));
-    if (!rxPage.ok) {
-      txPage.value.unmap();
-      return this.refuseConnect(`cannot map rx-ring-ref ${p.rxRingRef}: ${rxPage.error}`);
-    }
-    const gen = this.generationValue + 1;
-    const channel = this.host.bindEventChannel(this.frontendDomid, evtchnPort(p.eventChannel), () => {
-      if (gen === this.generationValue) this.kick();
+    const rings = [{ node: 'tx-ring-ref', ref: p.txRingRef }, { node: 'rx-ring-ref', ref: p.rxRingRef }] as const;
+    const c = this.attach(rings, p.eventChannel, (pages, channel) => {
+      const [txPage, rxPage] = pages;
+      return {
+        tx: new NetBackRing(txPage.mem, txPage.base, NETIF_TX_GEOMETRY, TX_SLOT_BYTES, at.tx),
+        rx: new NetBackRing(rxPage.mem, rxPage.base, NETIF_RX_GEOMETRY, RX_SLOT_BYTES, at.rx),
+        pages, channel, params: p,
+      };
     });
-    if (!channel.ok) {
-      rxPage.value.unmap();
-      txPage.value.unmap();
-      return this.refuseConnect(`cannot bind event-channel ${p.eventChannel}: ${channel.error}`);
-    }
-    this.generationValue = gen;
-    let tx: NetBackRing;
-    let rx: NetBackRing;
-    try {
-      tx = new NetBackRing(txPage.value.mem, txPage.value.base, NETIF_TX_GEOMETRY, TX_SLOT_BYTES, at.tx);
-      rx = new NetBackRing(rxPage.value.mem, rxPage.value.base, NETIF_RX_GEOMETRY, RX_SLOT_BYTES, at.rx);
-    } catch (e) {
-      // Only `at` can be inconsistent here, and it is the caller's value.
-      channel.value.close();
-      rxPage.value.unmap();
-      txPage.value.unmap();
-      throw e;
-    }
-    this.conn = { tx, rx, pages: [txPage.value, rxPage.value], channel: channel.value, params: p };
-    this.stateValue = 'connected';
-    this.errorValue = undefined;
-    this.counters.connects++;
+    if (!c.ok) return c;
     log.enabled && log('%s connected: tx-ring-ref %d, rx-ring-ref %d, port %d%s', this.name, p.txRingRef, p.rxRingRef,
       p.eventChannel, p.sg === true ? ', sg' : '');
     // Requests may already be waiting (a frontend that pushed before we came).
@@ -292,17 +207,10 @@ export class Vif implements BridgePort {
     return ok(undefined);
   }
 
-  /** The frontend notified us, or a frame arrived: mark work, nothing else. */
-  kick(): void {
-    if (this.stateValue !== 'connected' || this.kicked) return;
-    this.kicked = true;
-    this.opts.onWork?.(this);
-  }
-
   /** BridgePort: a frame for the guest. Queued (or dropped and counted); never touches the rings here. */
   deliver(frame: Uint8Array): void {
     const conn = this.conn;
-    if (this.stateValue !== 'connected' || conn === undefined) {
+    if (this.state !== 'connected' || conn === undefined) {
       this.counters.rxDropDisconnected++;
       return;
     }
@@ -323,39 +231,23 @@ export class Vif implements BridgePort {
 
   /**
    * Serve both rings: up to `budget` TX packets, then up to `budget` RX
-   * frames; publish, notify the frontend once if it asked. Returns the
-   * packets moved. Garbage fails this vif (and only it).
+   * frames; ask for one notification if either ring wants it. Garbage
+   * fails this vif (and only it).
    */
-  poll(budget: number = DEFAULT_POLL_BUDGET): number {
-    this.kicked = false;
-    const conn = this.conn;
-    if (this.stateValue !== 'connected' || conn === undefined) return 0;
-    const w: PollWork = { done: 0, notify: false, more: false, broken: undefined };
+  protected serve(conn: Connection, budget: number, w: PollWork): void {
     this.pollTx(conn, budget, w);
     if (w.broken === undefined && this.conn === conn) this.pollRx(conn, budget, w);
-    if (w.notify && this.conn === conn) {
-      this.counters.notifies++;
-      conn.channel.notify();
-    }
-    if (w.broken !== undefined) this.fail(w.broken);
-    else if (w.more) this.kick();
-    return w.done;
   }
 
-  /** Let go of the rings and the port; back to waiting. Idempotent. */
-  disconnect(): void {
-    this.release();
-    if (this.stateValue === 'connected' || this.stateValue === 'failed') {
-      log.enabled && log('%s disconnected', this.name);
-      this.stateValue = 'waiting';
-    }
-  }
-
-  /** Disconnect and leave the bridge, for good. */
-  close(): void {
-    this.release();
+  protected closeDevice(): void {
     this.link.detach();
-    this.stateValue = 'closed';
+  }
+
+  /** The RX queue was for the rings that are going away. */
+  protected override dropConnectionState(): void {
+    this.counters.rxDropDisconnected += this.rxQueue.length;
+    this.rxQueue.length = 0;
+    this.rxQueued = 0;
   }
 
   // --- TX: guest -> bridge -----------------------------------------------------
@@ -364,16 +256,12 @@ export class Vif implements BridgePort {
     const ring = conn.tx;
     let packets = 0;
     for (;;) {
-      let pending = ring.pending();
-      if (pending.ok && pending.value === 0) {
-        if (ring.push()) w.notify = true;
-        pending = ring.finalCheck();
-        if (pending.ok && pending.value === 0) return;
-      }
+      const pending = pendingRequests(ring, w);
       if (!pending.ok) {
         w.broken = `TX ring indices are garbage: ${pending.error}`;
         break;
       }
+      if (pending.value === 0) return;
       if (packets >= budget) {
         w.more = true;
         break;
@@ -420,7 +308,7 @@ export class Vif implements BridgePort {
     let off = 0;
     for (const [k, f] of p.fragments.entries()) {
       if (f.size === 0) continue;
-      const got = this.host.grants.copyFromGrant(this.frontendDomid, f.gref, f.offset, f.size);
+      const got = this.opts.host.grants.copyFromGrant(this.frontendDomid, f.gref, f.offset, f.size);
       if (!got.ok || got.value.length !== f.size) {
         const why = got.ok ? `${got.value.length} bytes instead of ${f.size}` : got.error;
         log('%s: TX packet id %d: fragment %d gref %d: %s', this.name, p.answers[0]?.id, k, f.gref, why);
@@ -485,7 +373,7 @@ export class Vif implements BridgePort {
       const chunk = frame.subarray(k * PAGE_SIZE, Math.min(frame.length, (k + 1) * PAGE_SIZE));
       lens.push(chunk.length);
       if (failed) continue;
-      const put = this.host.grants.copyToGrant(this.frontendDomid, r.gref, 0, chunk);
+      const put = this.opts.host.grants.copyToGrant(this.frontendDomid, r.gref, 0, chunk);
       if (!put.ok) {
         log('%s: RX buffer id %d gref %d: %s', this.name, r.id, r.gref, put.error);
         failed = true;
@@ -503,32 +391,5 @@ export class Vif implements BridgePort {
     }
     this.counters.rxPackets++;
     this.counters.rxBytes += frame.length;
-  }
-
-  // --- internals -----------------------------------------------------------------
-
-  private refuseConnect(reason: string): Outcome<void> {
-    this.fail(`connect refused: ${reason}`);
-    return err(reason);
-  }
-
-  private fail(reason: string): void {
-    this.release();
-    this.stateValue = 'failed';
-    this.errorValue = reason;
-    log('%s failed: %s', this.name, reason);
-    this.opts.onStateChange?.(this);
-  }
-
-  private release(): void {
-    const c = this.conn;
-    this.conn = undefined;
-    this.kicked = false;
-    this.counters.rxDropDisconnected += this.rxQueue.length;
-    this.rxQueue.length = 0;
-    this.rxQueued = 0;
-    if (c === undefined) return;
-    c.channel.close();
-    for (const p of c.pages) p.unmap();
   }
 }
