@@ -8,22 +8,22 @@
  *                                benchSaveRestore, the memtest guest)
  *   benchRestoreLatency(o)       a netbsd guest with workload=mem,clock is
  *                                suspended and saved on one host, then
- *                                restored on another: host wall time from
- *                                the start of the restore until both
- *                                workloads count on past the values they had
- *                                at the save
+ *                                restored on another, as `xl save` and
+ *                                `xl restore` do: host wall time from the
+ *                                start of the restore until both workloads
+ *                                count on past the values they had at the
+ *                                save
  *
  * The suspend handshake latencies are in ./suspend.ts. Numbers are
  * returned, nothing is printed.
  */
 import { performance } from 'node:perf_hooks';
-import { domid as toDomId, mfn as toMfn, evtchnPort } from '../hypervisor/public/types.js';
 import { MachineHost } from '../hypervisor/tools/machine/host.js';
-import { writeDomainNodes, introduceDomain } from '../hypervisor/tools/builder/xenstore.js';
-import { benchSaveRestore, restoreDomain, saveDomain, waitForSuspend, type SaveBenchOptions, type SaveBenchRow } from '../hypervisor/tools/save/index.js';
+import { benchSaveRestore, restoreDomain, waitForSuspend, type SaveBenchOptions, type SaveBenchRow } from '../hypervisor/tools/save/index.js';
 import { netbsdImage } from '../arch/xen/conf/netbsd.js';
 import { ALL_MEMTEST_KERNELS, memtestKernel } from '../tests/save/kernels/memtest.js';
 import { askSuspend, guest } from '../tests/save/fixture.js';
+import { saveBytes } from '../tests/helpers/save-restore.js';
 import { MiB, driveUntil, isSuspended, netbsdConfig, node } from './suspend.js';
 
 export interface ThroughputRow extends SaveBenchRow {
@@ -69,11 +69,11 @@ export interface RestoreLatencyOptions {
 export interface RestoreLatencyResult {
   readonly guestMiB: number;
   readonly imageBytes: number;
-  /** Host ms of saveDomain (into memory). */
+  /** Host ms of the save into memory (the image as `xl save` writes it, then the domain destroyed). */
   readonly saveMs: number;
   /** Host ms of restoreDomain alone (image in memory). */
   readonly restoreDomainMs: number;
-  /** Host ms of the toolstack's part after it: xenstore nodes, XS_INTRODUCE, console, ctrl_if, unpause. */
+  /** Host ms of the toolstack's part after it (MachineHost.adoptRestored): xenstore nodes, XS_INTRODUCE, console, ctrl_if, devices, unpause. */
   readonly toolstackMs: number;
   /** Host ms from the start of the restore until mem/rewrites and clock/ticks both passed their values at the save. */
   readonly untilRunningMs: number;
@@ -86,16 +86,6 @@ export interface RestoreLatencyResult {
 function counter(h: MachineHost, domid: number, wl: string, name: string): number {
   const v = node(h, `/local/domain/${domid}/data/workload/${wl}/${name}`);
   return v === undefined ? NaN : Number(v);
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 export async function benchRestoreLatency(o: RestoreLatencyOptions = {}): Promise<RestoreLatencyResult> {
@@ -116,13 +106,9 @@ export async function benchRestoreLatency(o: RestoreLatencyOptions = {}): Promis
     await a.xs.write(`/local/domain/${d0}/control/shutdown`, 'suspend');
     await driveUntil(a, () => isSuspended(a, d0), 'the suspend');
     before = { rewrites: counter(a, d0, 'mem', 'rewrites'), ticks: counter(a, d0, 'clock', 'ticks') };
-    const chunks: Uint8Array[] = [];
     const s0 = performance.now();
-    await saveDomain(a.m, d0, (c) => {
-      chunks.push(c.slice());
-    }, { config: `name = "${cfg.name}"\nkernel = "${cfg.kernel}"\nmemory = ${cfg.memory}\n` });
+    image = await saveBytes(a, d0);
     saveMs = performance.now() - s0;
-    image = concat(chunks);
   } finally {
     await a.close();
   }
@@ -133,20 +119,7 @@ export async function benchRestoreLatency(o: RestoreLatencyOptions = {}): Promis
     const w0 = performance.now();
     const r = await restoreDomain(h.m, image);
     const restoreDomainMs = performance.now() - w0;
-    const d = r.domid;
-    await writeDomainNodes(h.xs, {
-      domid: d, name: cfg.name, uuid: `00000000-0000-4000-8000-${String(d).padStart(12, '0')}`, kernel: cfg.kernel, vcpus: 1,
-      targetKb: cfg.memory * 1024, maxMemKb: cfg.memory * 1024, storeMfn: r.storeMfn, storePort: r.storePort, consoleMfn: r.consoleMfn,
-      consolePort: r.consolePort, consoleOutput: 'pty', startTime: 0,
-    });
-    await introduceDomain(h.xs, d, r.storeMfn, r.storePort);
-    const c = h.services.attachConsole?.(toDomId(d), toMfn(r.consoleMfn), evtchnPort(r.consolePort));
-    if (c !== undefined && !c.ok) throw new Error(`bench: console of d${d}: ${c.error}`);
-    if (r.ctrlIf !== undefined) {
-      const ci = h.controller.add(toDomId(d), toMfn(r.ctrlIf.mfn), evtchnPort(r.ctrlIf.port));
-      if (!ci.ok) throw new Error(`bench: ctrl_if of d${d}: ${ci.error}`);
-    }
-    if (h.m.xc.unpauseDomain(d) !== 0) throw new Error(`bench: unpause d${d}`);
+    const { domid: d } = await h.adoptRestored(r, { what: 'bench: restore', source: 'the bench image', paused: false });
     const toolstackMs = performance.now() - w0 - restoreDomainMs;
     const g0 = h.m.clock.now();
     await driveUntil(h, () => counter(h, d, 'mem', 'rewrites') > before.rewrites && counter(h, d, 'clock', 'ticks') > before.ticks,

@@ -2,20 +2,16 @@
  * The blk and net workloads across a save and a restore into another
  * machine (another MachineHost: other frames, its own xenstored, blkback
  * and bridge), with the same disk image file: the guest suspends while its
- * disk is busy, is saved in Xen's format, restored with its devices added
- * again as libxl does (nodes, then the backends, then unpause), and
- * carries on. Blocks written before the save verify after the restore, no
- * error anywhere, and the heartbeats and the echo service answer on the
- * new machine.
+ * disk is busy, is saved in Xen's format as `xl save` writes it, restored
+ * as `xl restore` does (its devices added again from the config the image
+ * carries), and carries on. Blocks written before the save verify after
+ * the restore, no error anywhere, and the heartbeats and the echo service
+ * answer on the new machine.
  */
 import test from 'ava';
-import { SHUTDOWN_suspend } from '../../hypervisor/public/sched.js';
-import { domid as toDomId, mfn as toMfn, evtchnPort } from '../../hypervisor/public/types.js';
 import type { MachineHost } from '../../hypervisor/tools/machine/host.js';
-import type { DomainConfig } from '../../hypervisor/tools/xl/config.js';
-import { writeDomainNodes, introduceDomain, domainPath } from '../../hypervisor/tools/builder/xenstore.js';
-import { restoreDomain, saveDomain } from '../../hypervisor/tools/save/index.js';
-import { assertValidImage } from '../helpers/verify-image.js';
+import { domainPath } from '../../hypervisor/tools/builder/xenstore.js';
+import { suspended, saveToBytes, restoreBytes } from '../helpers/save-restore.js';
 import { defineNetbsdImage } from '../../arch/xen/conf/netbsd.js';
 import {
   MS, tempDir, diskImage, e2eHost, guestConfig, boot, counters, counter, waitCounter, drive, runFor, wlStatus, consoleText, scanDisk,
@@ -23,37 +19,6 @@ import {
 
 const BLK = ['writes', 'verified', 'errors', 'flushes', 'cycles'] as const;
 const LAG = 256;
-
-function suspended(h: MachineHost, domid: number): boolean {
-  const i = h.m.xc.getDomainInfo(domid);
-  return i !== undefined && i.shutdown && i.shutdownReason === SHUTDOWN_suspend;
-}
-
-async function saveToBytes(h: MachineHost, domid: number, cfg: DomainConfig): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  await saveDomain(h.m, domid, (c) => {
-    chunks.push(c.slice());
-  }, { config: `name = "${cfg.name}"\nkernel = "${cfg.kernel}"\nmemory = ${cfg.memory}\n` });
-  const bytes = new Uint8Array(Buffer.concat(chunks));
-  await assertValidImage(bytes, `image of ${cfg.name}`);
-  return bytes;
-}
-
-/** `xl restore` into `h`: the domain, its xenstore nodes, its devices, XS_INTRODUCE, its console, unpause. */
-async function restoreInto(h: MachineHost, bytes: Uint8Array, cfg: DomainConfig): Promise<number> {
-  const r = await restoreDomain(h.m, bytes);
-  await writeDomainNodes(h.xs, {
-    domid: r.domid, name: cfg.name, uuid: `00000000-0000-4000-8000-${String(r.domid).padStart(12, '0')}`, kernel: cfg.kernel, vcpus: 1,
-    targetKb: cfg.memory * 1024, maxMemKb: cfg.memory * 1024, storeMfn: r.storeMfn, storePort: r.storePort, consoleMfn: r.consoleMfn,
-    consolePort: r.consolePort, consoleOutput: 'pty', startTime: 0,
-  });
-  await h.backends.attachDevices(r.domid, cfg);
-  await introduceDomain(h.xs, r.domid, r.storeMfn, r.storePort);
-  const c = h.services.attachConsole?.(toDomId(r.domid), toMfn(r.consoleMfn), evtchnPort(r.consolePort));
-  if (c !== undefined && !c.ok) throw new Error(`console of d${r.domid}: ${c.error}`);
-  if (h.m.xc.unpauseDomain(r.domid) !== 0) throw new Error(`unpause d${r.domid}`);
-  return r.domid;
-}
 
 test('blk and net carry on after a save and a restore into another machine: blocks written before the save verify after it', async (t) => {
   const dir = tempDir(t);
@@ -73,7 +38,7 @@ test('blk and net carry on after a save and a restore into another machine: bloc
   const before = counters(a, d0, 'blk', BLK);
   t.is(before['errors'], 0);
   const beatsBefore = a.backends.net.heartbeats.count('10.0.0.22');
-  const image = await saveToBytes(a, d0, cfg);
+  const image = await saveToBytes(a, d0);
   t.is(a.m.domain(d0), undefined, 'the saved domain is gone from the first machine');
   const disk = scanDisk(img);
   t.deepEqual(disk.bad, [], 'the image file holds good blocks only');
@@ -82,7 +47,7 @@ test('blk and net carry on after a save and a restore into another machine: bloc
   // Another machine, the kernel linked afresh: nothing of the first one's JS objects is reused.
   const relinked = defineNetbsdImage();
   const b = await e2eHost(t, [relinked], { machine: { memoryBytes: 256 * 2 ** 20, clock: 'simulated', scrambleSeed: 29, tscKhz: 3_100_000 } });
-  const d = await restoreInto(b, image, cfg);
+  const d = await restoreBytes(b, image);
   await drive(t, b, () => consoleText(b, d).includes('resumed in a new domain (restore 1)'), 'the resume');
   // Counters are published again in the new xenstore, from the values the guest kept.
   await waitCounter(t, b, d, 'blk', 'verified', before['verified']! + 40);
@@ -129,10 +94,10 @@ test('a blk write in flight at the save (dom0 never saw it) is replayed by xbd a
   await a.xs.write(`${domainPath(d0)}/control/shutdown`, 'suspend');
   await drive(t, a, () => suspended(a, d0), 'the suspend, with a request in flight');
   const onDisk = scanDisk(img, 8, 256);
-  const image = await saveToBytes(a, d0, cfg);
+  const image = await saveToBytes(a, d0);
 
   const b = await e2eHost(t, [defineNetbsdImage()], { machine: { memoryBytes: 256 * 2 ** 20, clock: 'simulated', scrambleSeed: 31 } });
-  const d = await restoreInto(b, image, cfg);
+  const d = await restoreBytes(b, image);
   await drive(t, b, () => /xbd0: replayed 1 request\(s\) in flight\n/.test(consoleText(b, d)), 'the replay');
   await waitCounter(t, b, d, 'blk', 'writes', stuck + 4);
   const replayed = scanDisk(img, 8, 256);

@@ -1,24 +1,24 @@
 /*
- * The toolstack's half of `xl restore` for tests that leave one of its
- * steps out (tests/porting/skip-restore-steps.test.ts): libxc's restore
- * (restoreDomain), then libxl's part in libxl's order (the domain's
- * xenstore nodes, the devices' backends, XS_INTRODUCE, xenconsoled and the
- * ctrl_if controller, unpause), with XS_INTRODUCE optional and a hook that
- * runs last before the unpause, where a test can undo what the restore did
- * to the new shared_info, through the toolstack's own write path.
+ * The toolstack's `xl restore` for tests that leave one of its steps out
+ * (tests/porting/skip-restore-steps.test.ts): libxc's restore
+ * (restoreDomain), then libxl's part as MachineHost.adoptRestored does it
+ * (the domain's xenstore nodes, XS_INTRODUCE, xenconsoled and the ctrl_if
+ * controller, the devices' backends), paused, with XS_INTRODUCE optional,
+ * then a hook where a test can undo what the restore did to the new
+ * shared_info, through the toolstack's own write path; then the unpause.
  */
-import { PAGE_SIZE, domid as toDomId, mfn as toMfn, evtchnPort } from '../../hypervisor/public/types.js';
+import { PAGE_SIZE } from '../../hypervisor/public/types.js';
 import type { MachineHost } from '../../hypervisor/tools/machine/host.js';
 import type { DomainConfig } from '../../hypervisor/tools/xl/config.js';
-import { writeDomainNodes, introduceDomain } from '../../hypervisor/tools/builder/xenstore.js';
 import { restoreDomain, type RestoredDomain } from '../../hypervisor/tools/save/index.js';
 
 export interface LibxlRestoreOptions {
-  /** The domain's name in xenstore. */
+  /** The domain's name. */
   readonly name: string;
-  readonly kernel: string;
-  readonly memoryMib: number;
-  /** Disks and vifs whose backends are created (none when absent). */
+  /** The kernel and memory the image's config must name (checked). */
+  readonly kernel?: string;
+  readonly memoryMib?: number;
+  /** Restore with this config instead of the image's (`xl restore CONFIG FILE`): its disks and vifs get backends. */
   readonly devices?: DomainConfig;
   /** false: XS_INTRODUCE is left out (xenstored never hears of the new store ring and port). */
   readonly introduce?: boolean;
@@ -30,21 +30,16 @@ export interface LibxlRestoreOptions {
 export async function restoreLibxl(h: MachineHost, bytes: Uint8Array, o: LibxlRestoreOptions): Promise<RestoredDomain> {
   const r = await restoreDomain(h.m, bytes);
   const d = r.domid;
-  await writeDomainNodes(h.xs, {
-    domid: d, name: o.name, uuid: `00000000-0000-4000-8000-${String(d).padStart(12, '0')}`, kernel: o.kernel, vcpus: 1,
-    targetKb: o.memoryMib * 1024, maxMemKb: o.memoryMib * 1024, storeMfn: r.storeMfn, storePort: r.storePort,
-    consoleMfn: r.consoleMfn, consolePort: r.consolePort, consoleOutput: 'pty', startTime: 0,
+  await h.adoptRestored(r, {
+    what: `restore of ${o.name}`, source: `the image of ${o.name}`, paused: true, name: () => o.name,
+    ...(o.devices === undefined ? {} : { config: o.devices }),
+    ...(o.introduce === undefined ? {} : { introduce: o.introduce }),
   });
-  if (o.devices !== undefined) await h.backends.attachDevices(d, o.devices);
-  if (o.introduce !== false) await introduceDomain(h.xs, d, r.storeMfn, r.storePort);
-  const c = h.services.attachConsole?.(toDomId(d), toMfn(r.consoleMfn), evtchnPort(r.consolePort));
-  if (c !== undefined && !c.ok) throw new Error(`console of d${d}: ${c.error}`);
-  if (r.ctrlIf !== undefined) {
-    const ci = h.services.attachCtrlIf?.(toDomId(d), toMfn(r.ctrlIf.mfn), evtchnPort(r.ctrlIf.port));
-    if (ci !== undefined && !ci.ok) throw new Error(`ctrl_if of d${d}: ${ci.error}`);
-  }
+  const cfg = h.record(d)?.built.config;
+  if (o.kernel !== undefined && cfg?.kernel !== o.kernel) throw new Error(`d${d} runs kernel ${cfg?.kernel}, not ${o.kernel}`);
+  if (o.memoryMib !== undefined && cfg?.memory !== o.memoryMib) throw new Error(`d${d} has ${cfg?.memory} MiB, not ${o.memoryMib}`);
   await o.beforeUnpause?.(r);
-  if (h.m.xc.unpauseDomain(d) !== 0) throw new Error(`unpause d${d}`);
+  h.unpause(d);
   return r;
 }
 

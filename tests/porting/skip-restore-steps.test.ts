@@ -24,7 +24,7 @@
  *                              wall-clock base. Skipped: the image's wc_version,
  *                              wc_sec, wc_nsec, wc_sec_hi written back likewise.
  *   step 7, XS_INTRODUCE       libxl's part of the restore without
- *                              XS_INTRODUCE (nodes, devices, console, unpause),
+ *                              XS_INTRODUCE (nodes, console, devices, unpause),
  *                              run for a bounded simulated time; then
  *                              introduced late.
  */

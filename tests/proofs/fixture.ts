@@ -1,43 +1,38 @@
 /*
- * Issue 7's proofs: the host side of a save and a restore into another
- * machine (tests/e2e/restore.test.ts does the same by hand and exports
- * nothing), the devices' Connected states, and a cycle's checks; and what
- * a proof looks at to show an injected event was real: the frontends'
- * shared rings and the store ring as the guest's memory holds them, dom0's
- * backends held back, the guest's watches and timers.
+ * Issue 7's proofs: a save and a restore into another machine (the
+ * toolstack's, through tests/helpers/save-restore.ts), the devices'
+ * Connected states, and a cycle's checks; and what a proof looks at to
+ * show an injected event was real: the frontends' shared rings and the
+ * store ring as the guest's memory holds them, dom0's backends held back,
+ * the guest's watches and timers.
  */
 import type { ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SHUTDOWN_suspend } from '../../hypervisor/public/sched.js';
 import { blkif_sring } from '../../hypervisor/public/io/blkif.js';
 import { netif_rx_sring, netif_tx_sring } from '../../hypervisor/public/io/netif.js';
 import { MASK_XENSTORE_IDX, XENSTORE_RING_SIZE, XS_WATCH_EVENT, xenstore_domain_interface } from '../../hypervisor/public/io/xs_wire.js';
 import { VIRQ_TIMER } from '../../hypervisor/public/xen.js';
 import type { ByteMem } from '../../hypervisor/public/layout.js';
-import { domid as toDomId, mfn as toMfn, evtchnPort } from '../../hypervisor/public/types.js';
+import { domid as toDomId } from '../../hypervisor/public/types.js';
 import type { MachineHost } from '../../hypervisor/tools/machine/host.js';
 import type { DomainConfig } from '../../hypervisor/tools/xl/config.js';
-import { writeDomainNodes, introduceDomain, domainPath } from '../../hypervisor/tools/builder/xenstore.js';
-import { restoreDomain, saveDomain } from '../../hypervisor/tools/save/index.js';
+import { domainPath } from '../../hypervisor/tools/builder/xenstore.js';
 import { checkImage } from '../../hypervisor/tools/stream/check.js';
 import { defineNetbsdImage } from '../../arch/xen/conf/netbsd.js';
 import { latin1, XS_HEADER_SIZE } from '../../hypervisor/tools/xenstored/wire.js';
 import { MiB, e2eHost, node } from '../e2e/fixture.js';
+import { saveBytes, restoreBytes } from '../helpers/save-restore.js';
 
-export function suspended(h: MachineHost, domid: number): boolean {
-  const i = h.m.xc.getDomainInfo(domid);
-  return i !== undefined && i.shutdown && i.shutdownReason === SHUTDOWN_suspend;
-}
+export { suspended } from '../helpers/save-restore.js';
 
-/** `xl save` of a suspended domain into bytes (the domain goes). */
-export async function saveImage(h: MachineHost, domid: number, cfg: DomainConfig): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  await saveDomain(h.m, domid, (c) => void chunks.push(c.slice()), {
-    config: `name = "${cfg.name}"\nkernel = "${cfg.kernel}"\nmemory = ${cfg.memory}\n`,
-  });
-  return new Uint8Array(Buffer.concat(chunks));
+/**
+ * `xl save` of a suspended domain into bytes with `cfg` as its config (the
+ * domain goes). Not checked here: the proofs run both checkers themselves.
+ */
+export function saveImage(h: MachineHost, domid: number, cfg: DomainConfig): Promise<Uint8Array> {
+  return saveBytes(h, domid, { config: cfg });
 }
 
 /** A new machine (its own frames, xenstored, backends), the kernel linked afresh. */
@@ -45,21 +40,9 @@ export function nextHost(t: ExecutionContext, seed: number): Promise<MachineHost
   return e2eHost(t, [defineNetbsdImage()], { machine: { memoryBytes: 256 * MiB, clock: 'simulated', scrambleSeed: seed } });
 }
 
-/** `xl restore` into `h`, libxl's order: domain, nodes, devices, XS_INTRODUCE, console, unpause. */
-export async function restoreImage(h: MachineHost, bytes: Uint8Array, cfg: DomainConfig): Promise<number> {
-  const r = await restoreDomain(h.m, bytes);
-  const d = r.domid;
-  await writeDomainNodes(h.xs, {
-    domid: d, name: cfg.name, uuid: `00000000-0000-4000-8000-${String(d).padStart(12, '0')}`, kernel: cfg.kernel, vcpus: 1,
-    targetKb: cfg.memory * 1024, maxMemKb: cfg.memory * 1024, storeMfn: r.storeMfn, storePort: r.storePort,
-    consoleMfn: r.consoleMfn, consolePort: r.consolePort, consoleOutput: 'pty', startTime: 0,
-  });
-  await h.backends.attachDevices(d, cfg);
-  await introduceDomain(h.xs, d, r.storeMfn, r.storePort);
-  const c = h.services.attachConsole?.(toDomId(d), toMfn(r.consoleMfn), evtchnPort(r.consolePort));
-  if (c !== undefined && !c.ok) throw new Error(`console of d${d}: ${c.error}`);
-  if (h.m.xc.unpauseDomain(d) !== 0) throw new Error(`unpause d${d}`);
-  return d;
+/** `xl restore CFG IMAGE` into `h`: the new domain, its devices those of `cfg`, running. */
+export function restoreImage(h: MachineHost, bytes: Uint8Array, cfg: DomainConfig): Promise<number> {
+  return restoreBytes(h, bytes, { config: cfg });
 }
 
 export const VBD = 'device/vbd/51712/state';

@@ -74,9 +74,7 @@ test('a disk and a vif: connected through cancelled suspends, reconnected after 
   await a.backends.detachDevices(d);
 
   const b = await host(t, { memoryBytes: 128 * MiB, scrambleSeed: 99, tscKhz: 2_900_000 });
-  const d2 = await restoreInto(b, bytes, 'g-devices', image, async (domid) => {
-    await b.backends.attachDevices(domid, cfg);
-  });
+  const d2 = await restoreInto(b, bytes, 'g-devices');
   await drive(t, b, () => count(consoleText(b, d2), 'susp: resumed kind=2') === 1 && connected(b, d2), 'the restored guest reconnected both devices');
   t.regex(consoleText(b, d2), /^susp: resumed kind=2 gen=1 cancels=2 ports=\d+ masked=0 /m);
   const p2 = await ping(t, b);

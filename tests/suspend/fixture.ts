@@ -2,24 +2,24 @@
  * The suspend tests' world: MachineHosts (hypervisor, xenstored,
  * xenconsoled, simulated clock) booting the netbsd kernel with the suspend
  * workloads, driven until a condition holds, and the toolstack's side of
- * a cancelled suspend (xc_domain_resume, fast) and of a restore into
- * another host (xenstore nodes, XS_INTRODUCE, the console).
+ * a cancelled suspend (xc_domain_resume, fast); save and restore are the
+ * toolstack's own (tests/helpers/save-restore.ts).
  */
 import type { ExecutionContext } from 'ava';
-import { SHUTDOWN_suspend } from '../../hypervisor/public/sched.js';
-import { domid as toDomId, mfn as toMfn, evtchnPort, grantRef } from '../../hypervisor/public/types.js';
+import { domid as toDomId, grantRef } from '../../hypervisor/public/types.js';
 import { MachineGrantIo } from '../../hypervisor/dom0/netback/host.js';
 import { MachineHost } from '../../hypervisor/tools/machine/host.js';
 import type { MachineOptions } from '../../hypervisor/xen/machine.js';
 import type { BuiltDomain } from '../../hypervisor/tools/builder/build.js';
 import type { DomainConfig } from '../../hypervisor/tools/xl/config.js';
-import { writeDomainNodes, introduceDomain, domainPath } from '../../hypervisor/tools/builder/xenstore.js';
+import { domainPath } from '../../hypervisor/tools/builder/xenstore.js';
 import { lookup } from '../../hypervisor/tools/xenstored/tree.js';
 import { latin1 } from '../../hypervisor/tools/xenstored/wire.js';
-import { restoreDomain, saveDomain } from '../../hypervisor/tools/save/index.js';
-import { assertValidImage } from '../helpers/verify-image.js';
+import { restoreBytes } from '../helpers/save-restore.js';
 import type { LinkedKernelImage } from '../../arch/xen/conf/image.js';
 import { suspendImage, grantPattern } from './workloads.js';
+
+export { suspended, saveToBytes } from '../helpers/save-restore.js';
 
 export const MiB = 2 ** 20;
 export const image = suspendImage();
@@ -78,11 +78,6 @@ export async function boot(t: ExecutionContext, h: MachineHost, workload: string
   return b;
 }
 
-export function suspended(h: MachineHost, domid: number): boolean {
-  const i = h.m.xc.getDomainInfo(domid);
-  return i !== undefined && i.shutdown && i.shutdownReason === SHUTDOWN_suspend;
-}
-
 /** What xl does for `save -c` or a failed save: rax = 1, resumedomain, XS_RESUME. */
 export async function cancelSuspend(h: MachineHost, domid: number): Promise<void> {
   if (h.m.xc.setSuspendResult(domid, 1) !== 0) throw new Error('setSuspendResult failed');
@@ -128,36 +123,14 @@ export function grantHoldsPattern(h: MachineHost, domid: number, ref: number): s
   }
 }
 
-/** Save a suspended domain of `from` into bytes (the domain is destroyed there). */
-export async function saveToBytes(h: MachineHost, domid: number): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  await saveDomain(h.m, domid, (c) => {
-    chunks.push(c.slice());
-  }, { config: `name = "g${domid}"\nkernel = "${image.name}"\nmemory = 16\n` });
-  const bytes = new Uint8Array(Buffer.concat(chunks));
-  await assertValidImage(bytes, `image of d${domid}`);
-  return bytes;
-}
-
 /**
- * `xl restore` into `h`, the parts libxl does around libxc's restore: the
- * domain's xenstore nodes, XS_INTRODUCE with the new store page and port,
- * xenconsoled on the new console page, the devices' backends (`devices`),
- * unpause.
+ * `xl restore` of `bytes` into `h` under `name`: the domain's config
+ * (devices too) comes from the image; the kernel it binds must be `img`,
+ * the link `h` was given (default: the module's).
  */
-export async function restoreInto(
-  h: MachineHost, bytes: Uint8Array, name: string, img: LinkedKernelImage = image, devices?: (domid: number) => Promise<void>,
-): Promise<number> {
-  const r = await restoreDomain(h.m, bytes);
-  await writeDomainNodes(h.xs, {
-    domid: r.domid, name, uuid: `00000000-0000-4000-8000-${String(r.domid).padStart(12, '0')}`, kernel: img.name, vcpus: 1,
-    targetKb: 16 * 1024, maxMemKb: 16 * 1024, storeMfn: r.storeMfn, storePort: r.storePort, consoleMfn: r.consoleMfn,
-    consolePort: r.consolePort, consoleOutput: 'pty', startTime: 0,
-  });
-  await introduceDomain(h.xs, r.domid, r.storeMfn, r.storePort);
-  const c = h.services.attachConsole?.(toDomId(r.domid), toMfn(r.consoleMfn), evtchnPort(r.consolePort));
-  if (c !== undefined && !c.ok) throw new Error(`console of d${r.domid}: ${c.error}`);
-  await devices?.(r.domid);
-  if (h.m.xc.unpauseDomain(r.domid) !== 0) throw new Error(`unpause d${r.domid}`);
-  return r.domid;
+export async function restoreInto(h: MachineHost, bytes: Uint8Array, name: string, img: LinkedKernelImage = image): Promise<number> {
+  const domid = await restoreBytes(h, bytes, { name });
+  const bound = h.record(domid)?.built.image;
+  if (bound !== img) throw new Error(`d${domid} was restored with kernel ${bound?.name ?? '(none)'}, not the link the test gave`);
+  return domid;
 }

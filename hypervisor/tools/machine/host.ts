@@ -48,9 +48,9 @@ import { planLayout } from '../builder/layout.js';
 import { introduceDomain, writeDomainNodes } from '../builder/xenstore.js';
 import {
   saveDomain, restoreDomain, waitForSuspend, p2mOf, formatP2m, fastResume, WaitError, SaveError, RestoreError,
-  type DomExcSource, type RestoredDomain, type SaveMachine,
+  type DomExcSource, type RestoredDomain, type RestoreSource, type SaveMachine, type SaveResult,
 } from '../save/index.js';
-import { StreamError } from '../stream/index.js';
+import { StreamError, type StreamSink } from '../stream/index.js';
 import { xenstoredTraceTap } from './trace-file.js';
 
 /** How `xl save` asks the guest to suspend. */
@@ -89,6 +89,30 @@ export interface AdoptOptions {
   readonly paused: boolean;
   /** The name to give it, from the saved one (default: the saved one). */
   readonly name?: (saved: string) => string;
+  /** `xl restore CONFIG FILE`: restore with this config instead of the one the image carries. */
+  readonly config?: DomainConfig;
+  /** false: no XS_INTRODUCE (tests of a toolstack that leaves it out; the caller may introduce the domain later). */
+  readonly introduce?: boolean;
+}
+
+/** How an image held in memory is restored (MachineHost.restoreBytes). */
+export interface RestoreBytesOptions {
+  /** Names the image in errors and in the log (default: `an image in memory`). */
+  readonly source?: string;
+  /** `xl restore -p`: leave the domain paused. */
+  readonly paused?: boolean;
+  /** The name to give the domain instead of the saved one. */
+  readonly name?: string;
+  /** `xl restore CONFIG FILE`: this config instead of the image's. */
+  readonly config?: DomainConfig;
+}
+
+/** What MachineHost.writeImage writes besides the pages. */
+export interface WriteImageOptions {
+  /** `xl save DOM FILE CONFIG`: write this config instead of the domain's own. */
+  readonly config?: DomainConfig;
+  /** Called as the pages are written: pfns done of the total (every 1024 pfns and at the end). */
+  readonly progress?: (done: number, total: number) => void;
 }
 
 /** A toolstack failure the user should see as one line (unknown domain, name taken, ...). */
@@ -575,19 +599,12 @@ export class MachineHost {
     const suspendMs = Date.now() - t0;
     const tmp = path.join(dirOf, `.${path.basename(target)}.partial-${process.pid}`);
     const fd = fs.openSync(tmp, 'w');
-    const sm = this.savingMachine();
     const t1 = Date.now();
     let res;
     try {
-      res = await saveDomain(sm, domid, (c: Uint8Array) => {
+      res = await this.writeImage(domid, (c: Uint8Array) => {
         fs.writeSync(fd, c);
-      }, {
-        config: formatConfig(r.built.config),
-        extra: { uuid: r.built.uuid, name: r.name, savedBy: `xenport machine pid ${process.pid}` },
-        onFailure: 'leave',
-        onStep: this.m.trace.steps(domid),
-        ...(req.progress === undefined ? {} : { progress: req.progress }),
-      });
+      }, req.progress === undefined ? {} : { progress: req.progress });
       fs.fsyncSync(fd);
       fs.closeSync(fd);
       fs.renameSync(tmp, target);
@@ -617,6 +634,24 @@ export class MachineHost {
   }
 
   /**
+   * The image of suspended domain `domid` into `sink`, as `xl save` writes
+   * it: the domain's xl.cfg (or `opts.config`), its name and uuid, the
+   * machine's trace told of each step. The domain is left suspended, on
+   * failure too: the caller destroys or resumes it.
+   */
+  async writeImage(domid: number, sink: StreamSink, opts: WriteImageOptions = {}): Promise<SaveResult> {
+    const r = this.records.get(domid);
+    if (r === undefined) throw new ToolstackError(`domain ${domid} was not created by this toolstack`);
+    return saveDomain(this.savingMachine(), domid, sink, {
+      config: formatConfig(opts.config ?? r.built.config),
+      extra: { uuid: r.built.uuid, name: r.name, savedBy: `xenport machine pid ${process.pid}` },
+      onFailure: 'leave',
+      onStep: this.m.trace.steps(domid),
+      ...(opts.progress === undefined ? {} : { progress: opts.progress }),
+    });
+  }
+
+  /**
    * `xl restore [-p] FILE`: a new paused domain from the image, its
    * xenstore nodes, XS_INTRODUCE, console, ctrl_if, devices from the saved
    * config, unpaused unless `paused`. Nothing is left behind on failure.
@@ -631,18 +666,26 @@ export class MachineHost {
       throw new ToolstackError(`cannot read ${src}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
     }
     if (!st.isFile()) throw new ToolstackError(`${src} is not a file`);
-    return this.withBuildLock(() => this.restoreLocked(src, paused));
+    return this.withBuildLock(() => this.restoreLocked(fs.createReadStream(src), src, { paused }));
   }
 
-  private async restoreLocked(src: string, paused: boolean): Promise<{ domid: number; name: string }> {
+  /** `xl restore` of an image held in memory (tests, benches): as restore(), without the file. */
+  restoreBytes(bytes: Uint8Array, opts: RestoreBytesOptions = {}): Promise<{ domid: number; name: string }> {
+    const { source = 'an image in memory', name, ...rest } = opts;
+    return this.withBuildLock(() => this.restoreLocked(bytes, source, { ...rest, ...(name === undefined ? {} : { name: () => name }) }));
+  }
+
+  private async restoreLocked(
+    from: RestoreSource, src: string, opts: Omit<AdoptOptions, 'what' | 'source' | 'paused'> & { readonly paused?: boolean },
+  ): Promise<{ domid: number; name: string }> {
     let rd;
     try {
-      rd = await restoreDomain(this.m, fs.createReadStream(src), { onStep: this.m.trace.steps() });
+      rd = await restoreDomain(this.m, from, { onStep: this.m.trace.steps() });
     } catch (e) {
       if (e instanceof StreamError || e instanceof RestoreError) throw new ToolstackError(`restore of ${src}: ${e.message}`);
       throw e;
     }
-    const { domid, name } = await this.adoptRestored(rd, { what: `restore of ${src}`, source: src, paused });
+    const { domid, name } = await this.adoptRestored(rd, { ...opts, what: `restore of ${src}`, source: src, paused: opts.paused ?? false });
     this.m.log.xen(`d${domid} (${name}) restored from ${src}: ${rd.pages} pages`);
     return { domid, name };
   }
@@ -658,17 +701,21 @@ export class MachineHost {
   /**
    * What `xl restore` does after the image is in: the domain's xenstore
    * nodes, XS_INTRODUCE, console, ctrl_if, devices from the config the
-   * image carries; then unpaused unless `paused`. `name` overrides the
-   * saved name (a migration comes in as NAME--incoming). On failure the
-   * domain is torn down and the ToolstackError starts with `what`.
+   * image carries (or `config`); then unpaused unless `paused`. `name`
+   * overrides the saved name (a migration comes in as NAME--incoming). The
+   * domain is this host's from then on (xl list, save, destroy, on_*). On
+   * failure the domain is torn down and the ToolstackError starts with `what`.
    */
   async adoptRestored(rd: RestoredDomain, opts: AdoptOptions): Promise<{ domid: number; name: string }> {
     const { what } = opts;
     const domid = rd.domid;
     let uuid: string | undefined;
     try {
-      if (rd.config === undefined || rd.config.format !== 'xl.cfg') throw new ToolstackError('the image carries no xl.cfg config');
-      const cfg = parseConfig(rd.config.text, `config in ${opts.source}`);
+      let cfg = opts.config;
+      if (cfg === undefined) {
+        if (rd.config === undefined || rd.config.format !== 'xl.cfg') throw new ToolstackError('the image carries no xl.cfg config');
+        cfg = parseConfig(rd.config.text, `config in ${opts.source}`);
+      }
       const extra = rd.xenportMeta?.extra ?? {};
       const saved = typeof extra['name'] === 'string' ? extra['name'] : cfg.name;
       const name = opts.name?.(saved) ?? saved;
@@ -686,7 +733,7 @@ export class MachineHost {
         startTime: Math.floor(Date.now() / 1000),
       });
       this.m.trace.record(domid, 'toolstack', 'xenstore nodes written', `/local/domain/${domid}, name ${name}`);
-      await introduceDomain(this.xs, domid, rd.storeMfn, rd.storePort);
+      if (opts.introduce !== false) await introduceDomain(this.xs, domid, rd.storeMfn, rd.storePort);
       const c = this.consoled.add(toDomId(domid), toMfn(rd.consoleMfn), evtchnPort(rd.consolePort));
       if (!c.ok) throw new ToolstackError(`console: ${c.error}`);
       this.m.trace.record(domid, 'toolstack', 'console attached', `mfn 0x${rd.consoleMfn.toString(16)}, port ${rd.consolePort}`);
