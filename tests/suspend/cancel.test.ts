@@ -84,9 +84,13 @@ test('the suspend event channel: dom0 binds the advertised port and signals it; 
   const local = h.m.xc.bindInterdomain(b.domid, port);
   t.true(local > 0, `dom0 bound the guest's port ${port}: ${local}`);
   for (let i = 1; i <= 2; i++) {
-    // Twice in a row: the second signal finds a suspend already asked for.
+    // Twice: the second signal comes while the suspend it asked for is
+    // under way (before the hypercall), and asks for nothing more.
     t.is(h.m.xc.notify(local), 0);
-    h.m.runUntil(() => false, 20);
+    const under = count(text(), 'xen_suspend: suspending domain') + 1;
+    for (let n = 0; n < 1000 && count(text(), 'xen_suspend: suspending domain') < under && !suspended(h, b.domid); n++) h.m.step();
+    t.is(count(text(), 'xen_suspend: suspending domain'), under, 'the suspend started');
+    t.false(suspended(h, b.domid), 'and is not over yet');
     t.is(h.m.xc.notify(local), 0);
     await drive(t, h, () => suspended(h, b.domid), `suspend ${i} through the event channel`);
     t.is(node(h, `${dom}/control/shutdown`), '', 'control/shutdown untouched');
@@ -97,6 +101,32 @@ test('the suspend event channel: dom0 binds the advertised port and signals it; 
     await ping(t, h, b.domid, `evtchn-${i}`);
   }
   t.is(node(h, `${dom}/device/suspend/event-channel`), String(port), 'the same port after a cancel');
+  t.deepEqual(h.m.log.bugs, []);
+});
+
+test('a suspend asked for through the event channel while the guest resumes from a cancel is carried out once the resume is over', async (t) => {
+  const h = await host(t);
+  const b = await boot(t, h, 'susp');
+  const dom = domainPath(b.domid);
+  const text = (): string => consoleText(h, b.domid);
+  await drive(t, h, () => /^\d+$/.test(node(h, `${dom}/device/suspend/event-channel`) ?? ''), 'device/suspend/event-channel');
+  const local = h.m.xc.bindInterdomain(b.domid, Number(node(h, `${dom}/device/suspend/event-channel`)));
+  t.true(local > 0);
+  t.is(h.m.xc.notify(local), 0);
+  await drive(t, h, () => suspended(h, b.domid), 'the first suspend');
+  await cancelSuspend(h, b.domid);
+  // At once, before the guest ran again: the event reaches it when it lets
+  // events in again half-way through its resume (xen_resume_events).
+  t.false(text().includes('suspend cancelled, resumed in the same domain'), 'the guest has not resumed yet');
+  t.is(h.m.xc.notify(local), 0);
+  await drive(t, h, () => suspended(h, b.domid), 'the second suspend, once the resume is over');
+  t.is(count(text(), 'suspend cancelled, resumed in the same domain'), 1, 'the first resume finished before the second suspend');
+  t.is(count(text(), 'xen_suspend: a suspend was asked for while resuming: suspending again'), 1);
+  t.is(count(text(), 'xen_suspend: suspending domain'), 2);
+  await cancelSuspend(h, b.domid);
+  await drive(t, h, () => count(text(), 'suspend cancelled, resumed in the same domain') === 2, 'the second resume');
+  await ping(t, h, b.domid, 'after-two');
+  t.is(count(text(), 'xen_suspend: suspending domain'), 2, 'no third suspend');
   t.deepEqual(h.m.log.bugs, []);
 });
 

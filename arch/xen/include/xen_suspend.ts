@@ -63,6 +63,12 @@ export const XSS_RESUMING = 3;
 export const XSF_SUSPENDING = 0x1;
 /** xen_suspend_request queued the hook on the xenbus thread (a second request is refused). */
 export const XSF_REQUESTED = 0x2;
+/**
+ * A request came while the last suspend was still resuming: the hook is
+ * queued once the resume is over (xen_suspend_resumed), not dropped; the
+ * toolstack cannot tell when the resume ends and would wait in vain.
+ */
+export const XSF_REQUESTED_LATER = 0x4;
 
 /* xs_resumed: what the last suspend turned into */
 export const XEN_RESUME_NONE = 0;

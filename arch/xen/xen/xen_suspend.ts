@@ -54,7 +54,10 @@
  *                                   domain is void, from a cancel)
  *   xen_resume_generation(cpu)      restores into a new domain so far
  *   xen_suspend_request(cpu)        ask for a suspend (interrupt context is fine):
- *                                   0, EBUSY (one is under way), ENXIO (no xenbus)
+ *                                   0 (queued; while the last suspend is still
+ *                                   resuming, carried out once it is over),
+ *                                   EBUSY (one is under way or already asked
+ *                                   for), ENXIO (no xenbus)
  *
  * Every piece of state is in guest memory (struct xen_suspend_state,
  * include/xen_suspend.ts), so the continuation works in a fresh process.
@@ -69,7 +72,7 @@ import { device_lookup } from '../../../sys/kern/subr_autoconf.js';
 import { curlwp } from '../../../sys/sys/kernel.js';
 import { xmd_addr } from '../include/xen.js';
 import {
-  XSS_IDLE, XSS_SUSPENDING, XSS_SUSPENDED, XSS_RESUMING, XSF_SUSPENDING, XSF_REQUESTED,
+  XSS_IDLE, XSS_SUSPENDING, XSS_SUSPENDED, XSS_RESUMING, XSF_SUSPENDING, XSF_REQUESTED, XSF_REQUESTED_LATER,
   XEN_RESUME_CANCELLED, XEN_RESUME_RESTORED, XEN_RESUME_REFUSED,
 } from '../include/xen_suspend.js';
 import { xs_suspend, xs_resume, xs_write_async, xenbus_set_suspend_hook, xenbus_defer, xenbus_softc_of } from '../xenbus/xenbus.js';
@@ -141,7 +144,19 @@ export function xen_resume_generation(cpu: GuestCpu): number {
 export function xen_suspend_request(cpu: GuestCpu): number {
   const s = xss(cpu);
   s.set('xs_requests', s.get('xs_requests') + 1n);
-  if (s.get('xs_state') !== XSS_IDLE || (s.get('xs_flags') & XSF_REQUESTED) !== 0) return EBUSY;
+  if ((s.get('xs_flags') & (XSF_REQUESTED | XSF_REQUESTED_LATER)) !== 0) return EBUSY;
+  if (s.get('xs_state') === XSS_RESUMING) {
+    // Carried out by xen_suspend_resumed once the devices are back.
+    xss_setflags(cpu, XSF_REQUESTED_LATER);
+    if (dbg.enabled) dbg('vcpu%d: suspend requested while resuming: after the resume', cpu.vcpuId);
+    return 0;
+  }
+  if (s.get('xs_state') !== XSS_IDLE) return EBUSY;
+  return xen_suspend_queue(cpu);
+}
+
+/** Queue the suspend hook on the xenbus thread. */
+function xen_suspend_queue(cpu: GuestCpu): number {
   const sc = xenbus_softc_of(cpu);
   if (sc === 0) return ENXIO;
   if (!xenbus_defer(cpu, 'xen_suspend_domain', sc)) return ENOMEM;
@@ -291,6 +306,13 @@ export function xen_suspend_resumed(cpu: GuestCpu, sc: number, _error: number): 
   } else {
     printf(cpu, 'xen_suspend: suspend cancelled, resumed in the same domain: guest time %lu.%09lu s, wall clock %s UTC\n',
       t / NS_PER_SEC, t % NS_PER_SEC, wall);
+  }
+  if ((s.get('xs_flags') & XSF_REQUESTED_LATER) !== 0) {
+    xss_setflags(cpu, 0, XSF_REQUESTED_LATER);
+    const error = xen_suspend_queue(cpu);
+    printf(cpu, error === 0
+      ? 'xen_suspend: a suspend was asked for while resuming: suspending again\n'
+      : 'xen_suspend: a suspend was asked for while resuming, and cannot be queued (error %d)\n', error);
   }
 }
 
