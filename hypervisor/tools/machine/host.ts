@@ -190,6 +190,8 @@ export class MachineHost {
   readonly services: BuilderServices;
   readonly startedAt = Date.now();
   private readonly records = new Map<number, DomainRecord>();
+  /** Domains being saved or migrated away, and by what: two of those at once would fight over the suspend and log-dirty mode. */
+  private readonly leaving = new Map<number, string>();
   /** Names of domains being created (so two creates cannot take one name). */
   private readonly creating = new Set<string>();
   /** Settles when the build in progress (if any) is done. */
@@ -588,6 +590,31 @@ export class MachineHost {
     const r = this.records.get(domid);
     if (r === undefined) throw new ToolstackError(`domain ${domid} was not created by this toolstack`);
     if (this.isSuspended(domid)) throw new ToolstackError(`domain ${r.name} (${domid}) is already suspended`);
+    const release = this.claimLeaving(domid, 'save');
+    try {
+      return await this.saveClaimed(domid, r, file, req);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Mark `domid` as being saved or migrated away (`how`) until the returned
+   * function is called; refused while another save or migration has it.
+   */
+  claimLeaving(domid: number, how: 'save' | 'migration'): () => void {
+    const busy = this.leaving.get(domid);
+    if (busy !== undefined) {
+      const name = this.records.get(domid)?.name ?? String(domid);
+      throw new ToolstackError(`domain ${name} (${domid}) is in the middle of a ${busy}; try again when it is over`);
+    }
+    this.leaving.set(domid, how);
+    return () => {
+      if (this.leaving.get(domid) === how) this.leaving.delete(domid);
+    };
+  }
+
+  private async saveClaimed(domid: number, r: DomainRecord, file: string, req: SaveRequest): Promise<SaveReport> {
     const target = path.resolve(file);
     const dirOf = path.dirname(target);
     if (!fs.existsSync(dirOf)) throw new ToolstackError(`cannot write ${target}: no directory ${dirOf}`);

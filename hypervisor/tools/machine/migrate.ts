@@ -110,9 +110,6 @@ const AWAY = '--migratedaway';
 /** Guest entries a simulated machine runs before yielding to the event loop. */
 const SLICE = 2000;
 
-/** Domains being migrated, per host: a second migration or a save of one would fight over log-dirty mode. */
-const migrating = new WeakMap<MachineHost, Set<number>>();
-
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -154,18 +151,15 @@ export async function migrateDomain(h: MachineHost, domid: number, to: HostPort,
   const name = r.name;
   const target = formatHostPort(to);
   const what = `migration of ${name} (${domid}) to ${target}`;
-  const busy = migrating.get(h) ?? new Set<number>();
-  migrating.set(h, busy);
-  if (busy.has(domid)) throw new ToolstackError(`${what}: the domain is being migrated already`);
   if (h.isSuspended(domid)) throw new ToolstackError(`${what}: the domain is suspended`);
   const peerMs = req.peerTimeoutMs ?? DEFAULT_PEER_MS;
   const t0 = Date.now();
-  busy.add(domid);
+  const release = h.claimLeaving(domid, 'migration');
   let sock: net.Socket;
   try {
     sock = await connectTo(to, peerMs);
   } catch (e) {
-    busy.delete(domid);
+    release();
     throw new ToolstackError(`${what} failed, the domain keeps running here: ${message(e)}`);
   }
   const wire = new Wire(sock);
@@ -239,7 +233,7 @@ export async function migrateDomain(h: MachineHost, domid: number, to: HostPort,
     throw new ToolstackError(`${what} failed, the domain was resumed here: ${why}`);
   } finally {
     req.signal?.removeEventListener('abort', onAbort);
-    busy.delete(domid);
+    release();
   }
 }
 
