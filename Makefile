@@ -5,7 +5,7 @@ DEB_STAMP := .tmp/deb-deps-stamp
 TSC := node_modules/.bin/tsc
 ESBUILD := node_modules/.bin/esbuild
 
-.PHONY: all build deps lint typecheck test demo bench clean
+.PHONY: all build deps lint typecheck test demo demo-migrate bench clean
 
 all: build
 
@@ -40,6 +40,9 @@ test: deps lint build
 
 demo: deps build
 	node build/bin/demo.js
+
+demo-migrate: deps build
+	node build/bin/demo-migrate.js
 
 bench: deps build
 	node build/bench/run.js

@@ -25,16 +25,13 @@
  */
 import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseTraceLine, type TraceRecord } from '../hypervisor/xen/trace.js';
+import type { TraceRecord } from '../hypervisor/xen/trace.js';
 import { formatTimeline, restoreSteps, saveSteps } from '../hypervisor/tools/xentrace/timeline.js';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const XL = path.join(ROOT, 'bin', 'xl');
+import { ROOT, XL, timeline, say, xl, followConsole, fmt, parseP2m, waitCounters, readTrace, sayTimeline } from './demo-kit.js';
 
 function config(disk: string, port: number): string {
   return `# embedded demo guest
@@ -82,100 +79,7 @@ async function udpEcho(port: number, text: string): Promise<string> {
   }
 }
 
-interface Step { what: string; ms: number }
-const timeline: Step[] = [];
-const t0 = performance.now();
-
-function say(s: string): void {
-  process.stdout.write(s.endsWith('\n') ? s : s + '\n');
-}
-
-function xl(dir: string, args: string[]): string {
-  const start = performance.now();
-  const r = spawnSync(XL, ['--dir', dir, ...args], { encoding: 'utf8' });
-  const ms = performance.now() - start;
-  if (r.status !== 0) throw new Error(`xl ${args.join(' ')} failed (exit ${r.status}): ${r.stderr.trim()}`);
-  timeline.push({ what: `xl ${args.join(' ')}`, ms });
-  return r.stdout;
-}
-
-/** Follow `xl console DOM` until a line matches, then detach with Ctrl-]. */
-function followConsole(dir: string, dom: string, until: RegExp, limitMs: number): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const start = performance.now();
-    const child = spawn(XL, ['--dir', dir, 'console', dom], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const lines: string[] = [];
-    let buf = '';
-    let done = false;
-    const guard = setTimeout(() => {
-      if (!done) {
-        done = true;
-        child.kill();
-        reject(new Error(`no line matching ${until} on the console within ${limitMs} ms; got:\n${lines.join('\n')}`));
-      }
-    }, limitMs);
-    let err = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => {
-      err += d;
-    });
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).replace(/\r$/, '');
-        buf = buf.slice(nl + 1);
-        lines.push(line);
-        say(`  | ${line}`);
-        if (!done && until.test(line)) {
-          done = true;
-          timeline.push({ what: `console: "${line.slice(0, 40)}"`, ms: performance.now() - start });
-          child.stdin.write('\x1d');
-        }
-      }
-    });
-    child.on('exit', () => {
-      clearTimeout(guard);
-      if (done) resolve(lines);
-      else reject(new Error(`xl console exited before a line matched ${until}: ${err.trim()}`));
-    });
-  });
-}
-
 const VERIFY = process.env['XEN_VERIFY_STREAM'] ?? '/usr/lib/xen-4.17/bin/verify-stream-v2';
-const NAMES = ['blk/writes', 'blk/verified', 'blk/errors', 'net/heartbeats', 'net/errors', 'mem/passes', 'mem/errors', 'clock/ticks', 'clock/backwards'];
-
-function fmt(c: Record<string, number>): string {
-  return NAMES.map((n) => `${n}=${c[n]}`).join(' ');
-}
-
-function parseP2m(out: string): Map<number, number> {
-  const m = new Map<number, number>();
-  for (const line of out.trim().split('\n')) {
-    const [p, f] = line.split(' ');
-    m.set(Number(p), Number(f));
-  }
-  return m;
-}
-
-/** Poll the guest's workload counters (xenstore-read) until `ok`, for at most 60 s. */
-async function waitCounters(xsPath: string, domid: string, ok: (c: Record<string, number>) => boolean, what: string): Promise<Record<string, number>> {
-  const start = performance.now();
-  for (;;) {
-    const r = spawnSync('xenstore-read', NAMES.map((n) => `/local/domain/${domid}/data/workload/${n}`), { encoding: 'utf8', env: { ...process.env, XENSTORED_PATH: xsPath } });
-    if (r.status === 0) {
-      const vals = r.stdout.trim().split('\n').map(Number);
-      const c = Object.fromEntries(NAMES.map((n, i) => [n, vals[i] ?? NaN]));
-      if (ok(c)) {
-        timeline.push({ what, ms: performance.now() - start });
-        return c;
-      }
-    }
-    if (performance.now() - start > 60_000) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
-}
 
 async function main(): Promise<void> {
   if (!fs.existsSync(path.join(ROOT, 'dist', 'xl.js'))) throw new Error('dist/xl.js is missing: run make');
@@ -282,9 +186,7 @@ async function main(): Promise<void> {
     fs.rmSync(path.join(work, 'disk.img'), { force: true });
   }
 
-  say('\n== timeline of the xl commands (measured in this run, by this script)');
-  for (const s of timeline) say(`  ${s.ms.toFixed(1).padStart(9)} ms  ${s.what}`);
-  say(`  ${(performance.now() - t0).toFixed(1).padStart(9)} ms  total`);
+  sayTimeline();
 
   const saved = protocolSection(path.join(dir, 'trace.jsonl'), (rs) => saveSteps(rs, Number(domidSaved)));
   say(`\n== timeline of the protocol: xl save of d${domidSaved} on the first machine (its trace.jsonl)`);
@@ -301,14 +203,7 @@ async function main(): Promise<void> {
 
 /** The records of one machine's trace file that `pick` selects; fails when there are none. */
 function protocolSection(file: string, pick: (rs: TraceRecord[]) => TraceRecord[]): TraceRecord[] {
-  if (!fs.existsSync(file)) throw new Error(`${file} is missing: the machine daemon writes its trace there`);
-  const records: TraceRecord[] = [];
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    if (line === '') continue;
-    const r = parseTraceLine(line);
-    if (r === undefined) throw new Error(`${file}: not a trace record: ${line.slice(0, 80)}`);
-    records.push(r);
-  }
+  const records = readTrace(file);
   const steps = pick(records);
   if (steps.length === 0) throw new Error(`${file}: the trace does not hold the whole protocol run (${records.length} records)`);
   return steps;

@@ -9,49 +9,16 @@
  * protocol timelines with the steps of ARCHITECTURE §6 in them.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { builtDemo, runDemo, section, inOrder } from './run-demo.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const DEMO = path.resolve(here, '..', '..', 'bin', 'demo.js');
-
-function run(file: string): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
-    p.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
-    p.once('error', reject);
-    p.once('close', (code) => resolve({ code, out, err }));
-  });
-}
-
-/** The lines of the section that starts with `== title`, up to the next `==` line. */
-function section(out: string, title: string): string[] {
-  const lines = out.split('\n');
-  const at = lines.findIndex((l) => l.startsWith(`== ${title}`));
-  if (at < 0) return [];
-  const end = lines.findIndex((l, i) => i > at && l.startsWith('=='));
-  return lines.slice(at + 1, end < 0 ? undefined : end);
-}
-
-/** Indices of the first line matching each pattern, in order; -1 where one is missing or out of order. */
-function inOrder(lines: readonly string[], pats: readonly RegExp[]): number[] {
-  let from = 0;
-  return pats.map((p) => {
-    const i = lines.findIndex((l, k) => k >= from && p.test(l));
-    if (i >= 0) from = i + 1;
-    return i;
-  });
-}
+const DEMO = builtDemo('demo.js');
 
 test('make demo: boot, save, verify-stream-v2, a new machine process, restore; the evidence and both protocol timelines are printed', async (t) => {
   t.timeout(180_000);
   t.true(existsSync(DEMO), `${DEMO} is missing: the demo is built with the tests`);
-  const r = await run(DEMO);
+  const r = await runDemo(DEMO);
   const dir = /^xenport demo: machine dir (.*)\/machine-a$/m.exec(r.out)?.[1];
   t.teardown(() => {
     if (dir !== undefined && path.basename(dir).startsWith('xenport-demo-')) rmSync(dir, { recursive: true, force: true });

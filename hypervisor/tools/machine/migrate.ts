@@ -32,6 +32,7 @@
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Machine } from '../../xen/machine.js';
+import { DOMID_INVALID } from '../../public/xen.js';
 import { liveSaveDomain, restoreDomain, RestoreError, type LiveRound } from '../save/index.js';
 import { StreamError } from '../stream/index.js';
 import { formatConfig } from '../xl/config.js';
@@ -174,6 +175,7 @@ export async function migrateDomain(h: MachineHost, domid: number, to: HostPort,
   try {
     const via = req.via ?? await h.defaultSuspendVia(domid);
     await wire.expect(MIGRATE_BANNER, 'the banner of xl migrate-receive', peerMs);
+    h.m.trace.record(domid, 'toolstack', 'migrate: banner received', `from ${target}, suspend via ${via} for the last round`);
     const res = await liveSaveDomain(h.savingMachine(), domid, wire.socket, {
       config: formatConfig(r.built.config),
       extra: { uuid: r.built.uuid, name, savedBy: `xenport machine pid ${process.pid} (xl migrate)` },
@@ -191,11 +193,13 @@ export async function migrateDomain(h: MachineHost, domid: number, to: HostPort,
     const ready = await wire.readLine('the receiver\'s ready message', peerMs);
     if (ready.startsWith(MIGRATE_FAILED)) throw new ReceiverFailed(`the receiver failed: ${ready.slice(MIGRATE_FAILED.length)}`);
     if (`${ready}\n` !== MIGRATE_READY) throw new MigrateWireError('protocol', `${target} sent ${JSON.stringify(ready.slice(0, 80))} where the ready message was expected`);
+    h.m.trace.record(domid, 'toolstack', 'migrate: ready received', 'the receiver holds the domain, paused');
     // Our copy goes out of the way before the receiver may take the name.
     await h.rename(domid, `${name}${AWAY}`);
     renamed = true;
     afterGo = true;
     await wire.write(MIGRATE_GO);
+    h.m.trace.record(domid, 'toolstack', 'migrate: go sent', `this copy renamed ${name}${AWAY}`);
     const report = await wire.readLine('the receiver\'s report', peerMs);
     if (report.startsWith(MIGRATE_FAILED)) {
       // It destroyed its copy before saying so: ours is the only one.
@@ -207,6 +211,7 @@ export async function migrateDomain(h: MachineHost, domid: number, to: HostPort,
       throw new MigrateWireError('protocol', `${target} sent ${JSON.stringify(report.slice(0, 80))} where its report was expected`);
     }
     const downtimeMs = Date.now() - suspendedAt;
+    h.m.trace.record(domid, 'toolstack', 'migrate: started received', `domid ${remote[1]} on ${target}; downtime ${downtimeMs} ms`);
     wire.end();
     // The domain runs there now: whatever happens to this copy, the migration succeeded.
     await h.destroy(domid).catch((e: unknown) => h.m.log.xen(`d${domid} (${name}): destroying the migrated copy: ${message(e)}`));
@@ -224,11 +229,13 @@ export async function migrateDomain(h: MachineHost, domid: number, to: HostPort,
       : message(e);
     wire.destroy();
     if (afterGo) {
+      h.m.trace.record(domid, 'toolstack', 'migrate: failed', `after go, left suspended as ${name}${AWAY}: ${why}`);
       h.m.log.xen(`d${domid} (${name}): ${what} failed after permission to go: ${why}`);
       throw new ToolstackError(`${what} failed in the final handshake (${why}): the receiver may be running the domain; this copy is left suspended as "${name}${AWAY}" (check ${target}, then xl destroy one of them)`);
     }
     if (renamed) await h.rename(domid, name).catch(() => undefined);
     await h.resumeInPlace(domid).catch(() => undefined);
+    h.m.trace.record(domid, 'toolstack', 'migrate: failed', `resumed here: ${why}`);
     h.m.log.xen(`d${domid} (${name}): ${what} failed, resumed: ${why}`);
     throw new ToolstackError(`${what} failed, the domain was resumed here: ${why}`);
   } finally {
@@ -289,6 +296,7 @@ export async function receiveMigration(h: MachineHost, req: ReceiveRequest): Pro
   const wire = new Wire(sock);
   const from = wire.peer;
   const what = `migrate-receive from ${from}`;
+  h.m.trace.steps()('migrate: sender connected', `from ${from}`);
   const peerMs = req.peerTimeoutMs ?? DEFAULT_PEER_MS;
   const paused = req.paused === true;
   let domid: number | undefined;
@@ -326,22 +334,27 @@ export async function receiveMigration(h: MachineHost, req: ReceiveRequest): Pro
     domid = adopted.domid;
     const name = adopted.name.slice(0, -INCOMING.length);
     await wire.write(MIGRATE_READY);
+    h.m.trace.record(domid, 'toolstack', 'migrate: ready sent', `paused as ${adopted.name}`);
     await wire.expect(MIGRATE_GO, 'permission to start the domain', peerMs);
     started = true;
+    h.m.trace.record(domid, 'toolstack', 'migrate: go received', `renaming ${adopted.name} to ${name}${paused ? ', left paused (-p)' : ', unpausing'}`);
     await h.rename(domid, name);
     if (!paused) h.unpause(domid);
     h.m.poke();
     const bytes = count.bytes - rest;
     h.m.log.xen(`d${domid} (${name}) migrated in from ${from}: ${pages} pages, ${bytes} bytes${paused ? ', paused' : ''}`);
     // Past this point the domain is ours whatever becomes of the sender.
-    await wire.write(`${MIGRATE_STARTED}${domid}\n`).catch((e: unknown) => {
+    const reported = await wire.write(`${MIGRATE_STARTED}${domid}\n`).then(() => true, (e: unknown) => {
       h.m.log.xen(`d${domid} (${name}): could not report the start to ${from}: ${message(e)}`);
+      return false;
     });
+    if (reported) h.m.trace.record(domid, 'toolstack', 'migrate: started sent', `"${MIGRATE_STARTED}${domid}" to ${from}`);
     wire.end();
     return { domid, name, from, pages, bytes, paused };
   } catch (e) {
     if (domid !== undefined) await h.destroy(domid).catch(() => undefined);
     const why = message(e);
+    h.m.trace.record(domid ?? DOMID_INVALID, 'toolstack', 'migrate: failed', domid === undefined ? why : `d${domid} destroyed here: ${why}`);
     await wire.write(`${MIGRATE_FAILED}${oneLine(why)}\n`).catch(() => undefined);
     wire.end();
     h.m.log.xen(`${what} failed: ${why}`);

@@ -2,13 +2,25 @@
  * Reading a machine's protocol trace back (what xentrace_format is to
  * xentrace): pick the steps of one save or one restore out of the records
  * (hypervisor/xen/trace.ts, as `<dir>/trace.jsonl` holds them) and print
- * them as a timeline with durations. `make demo` prints these.
+ * them as a timeline with durations. `make demo` and `make demo-migrate`
+ * print these.
  *
  *   saveSteps(records, domid)      from the toolstack's "suspend requested"
  *                                  to domctl destroydomain (or resumedomain)
  *   restoreSteps(records, domid)   from "stream read started" to the guest's
  *                                  frontends all Connected again and its
  *                                  workload writing to data/
+ *   migrateSendSteps(records, domid)
+ *                                  `xl migrate` on the source: from the
+ *                                  receiver's banner through the pre-copy
+ *                                  rounds, the suspend, the final round and
+ *                                  the handshake to domctl destroydomain (or
+ *                                  the failure, after the resume)
+ *   migrateReceiveSteps(records, domid)
+ *                                  `xl migrate-receive` on the target: from
+ *                                  the sender's connection, the restore as
+ *                                  restoreSteps cuts it, with the handshake
+ *                                  (ready, go, started) in it
  *   formatTimeline(steps)          one line per step (runs of one event
  *                                  but XS_WRITE folded into one line): host ms since the
  *                                  first step, the step's duration until the
@@ -84,6 +96,77 @@ export function restoreSteps(records: readonly TraceRecord[], domid: number): Tr
   }
   if (end < 0) return [];
   // Before the domain existed, the toolstack's steps name no domain.
+  return records.slice(start, end + 1).filter((r, k) => r.domid === domid || (start + k < created && r.domid === DOMID_INVALID && r.src === 'toolstack'));
+}
+
+/** The toolstack's records of a migration (hypervisor/tools/machine/migrate.ts). */
+const MIGRATE = {
+  banner: 'migrate: banner received',
+  firstRound: 'pre-copy round 0 sent',
+  failed: 'migrate: failed',
+  connected: 'migrate: sender connected',
+  go: 'migrate: go received',
+  started: 'migrate: started sent',
+} as const;
+
+/**
+ * The live migration of `domid` away from this machine: the first one that
+ * sent its pre-copy round 0 and then ended, either with domctl
+ * destroydomain (it runs on the receiver) or with the toolstack's
+ * "migrate: failed" (after the fast resume, when there was one). It starts
+ * at the receiver's banner before round 0 (the log-dirty switch, or round
+ * 0 itself, in a trace without the banner step). Empty when the trace has
+ * no migration of it that sent pages and ended.
+ */
+export function migrateSendSteps(records: readonly TraceRecord[], domid: number): TraceRecord[] {
+  const mine = records.filter((r) => r.domid === domid);
+  const toolstack = (r: TraceRecord, event: string): boolean => r.src === 'toolstack' && r.event === event;
+  const round0 = mine.findIndex((r) => toolstack(r, MIGRATE.firstRound));
+  if (round0 < 0) return [];
+  const end = mine.findIndex((r, i) => i > round0 && (r.event === 'domctl destroydomain' || toolstack(r, MIGRATE.failed)));
+  if (end < 0) return [];
+  let start = round0;
+  for (let i = round0 - 1; i >= 0; i--) {
+    const r = mine[i]!;
+    if (toolstack(r, MIGRATE.banner)) {
+      start = i;
+      break;
+    }
+    if (start === round0 && r.src === 'xen' && r.event === 'domctl shadow_op' && r.detail === 'log-dirty on') start = i;
+    // A round 0 belongs to the last banner before it; an earlier migration's end means there is none.
+    if (r.event === 'domctl destroydomain' || toolstack(r, MIGRATE.failed)) break;
+  }
+  return mine.slice(start, end + 1);
+}
+
+/**
+ * The incoming migration that made `domid`: the restore as restoreSteps
+ * cuts it (the domain unpaused, its frontends Connected, its workload
+ * writing), from the sender's connection (recorded before the domain
+ * existed) and up to the "started" report if that came later. Empty when
+ * the trace shows no complete restore of it, or one that was not a
+ * migration (no permission to go: an `xl restore`).
+ */
+export function migrateReceiveSteps(records: readonly TraceRecord[], domid: number): TraceRecord[] {
+  const restore = restoreSteps(records, domid);
+  if (restore.length === 0) return [];
+  const toolstack = (r: TraceRecord, event: string): boolean => r.domid === domid && r.src === 'toolstack' && r.event === event;
+  const created = records.findIndex((r) => r.domid === domid && r.event === 'domain created');
+  if (!records.some((r, i) => i > created && toolstack(r, MIGRATE.go))) return [];
+  let start = records.indexOf(restore[0]!);
+  let end = records.indexOf(restore[restore.length - 1]!);
+  const started = records.findIndex((r, i) => i > created && toolstack(r, MIGRATE.started));
+  if (started > end) end = started;
+  for (let i = start - 1; i >= 0; i--) {
+    const r = records[i]!;
+    if (r.domid !== DOMID_INVALID || r.src !== 'toolstack') continue;
+    if (r.event === MIGRATE.connected) {
+      start = i;
+      break;
+    }
+    // Another incoming stream's steps: that connection was not this one.
+    if (r.event === 'stream read started') break;
+  }
   return records.slice(start, end + 1).filter((r, k) => r.domid === domid || (start + k < created && r.domid === DOMID_INVALID && r.src === 'toolstack'));
 }
 
