@@ -64,15 +64,40 @@ console.log(`UDP echo from a host client through the 127.0.0.1 forwarder and the
 
 const { benchSaveThroughput, benchRestoreLatency } = await import('./saverestore.js');
 const { benchSuspend } = await import('./suspend.js');
+const { formatStepsMs, sumMs } = await import('./breakdown.js');
 console.log('save/restore (memtest guest) vs raw write/read of the same bytes to/from the same kind of file, same run:');
-for (const r of await benchSaveThroughput([64, 256, 1024])) {
+const tput = await benchSaveThroughput([64, 256, 1024]);
+for (const r of tput) {
   console.log(`  ${String(r.guestMiB).padStart(5)} MiB  save ${fmt(r.saveMiBps).padStart(5)} MiB/s  raw write ${fmt(r.rawWriteMiBps).padStart(5)} MiB/s  save/raw ${r.saveRatio.toFixed(2)}   restore ${fmt(r.restoreMiBps).padStart(5)} MiB/s  raw read ${fmt(r.rawReadMiBps).padStart(5)} MiB/s  restore/raw ${r.restoreRatio.toFixed(2)}   (round ${(r.roundMs / 1000).toFixed(1)} s)`);
+}
+console.log('  where the time went, host ms per step from the machines\' trace (steps total / measured total):');
+for (const r of tput) {
+  if (r.steps === undefined) continue;
+  console.log(`  ${String(r.guestMiB).padStart(5)} MiB  save    ${formatStepsMs(r.steps.save)}   (${sumMs(r.steps.save).toFixed(1)} / ${r.saveMs.toFixed(1)})`);
+  console.log(`             restore ${formatStepsMs(r.steps.restore)}   (${sumMs(r.steps.restore).toFixed(1)} / ${r.restoreMs.toFixed(1)})`);
 }
 const susp = await benchSuspend({ runs: 9 });
 console.log(`netbsd suspend handshake, request -> SHUTDOWN_suspend seen by the toolstack (median of ${susp[0]?.runs ?? 0}, cancelled in between):`);
 for (const s of susp) {
   console.log(`  ${s.path.padEnd(8)} ${fmt(s.medianSimNs).padStart(12)} ns simulated   ${s.medianWallMs.toFixed(2).padStart(8)} ms host wall`);
 }
+console.log('  per step from the trace, medians: simulated ns [host ms]:');
+for (const s of susp) {
+  if (s.medianStepsNs === undefined) continue;
+  const first = s.firstHypercall === undefined ? '' : ` (${s.firstHypercall})`;
+  const steps = s.medianStepsNs.map((x, i) => `${i === 0 ? `request -> ${x.step}${first}` : `-> ${x.step}`} ${fmt(x.ns)} [${x.ms.toFixed(2)}]`);
+  console.log(`  ${s.path.padEnd(8)} ${steps.join('  ')}`);
+}
+if (susp.every((s) => s.stepsNs?.every((run) => run.slice(1).every((x) => x.ns === 0)) === true)) {
+  console.log('  (no simulated time passes after the first hypercall: the rest of the suspend path runs in the same vCPU entry)');
+}
 const rl = await benchRestoreLatency({ guestMiB: 64 });
 console.log(`netbsd restore, ${rl.guestMiB} MiB, workload=mem,clock, restore start -> both workloads counting again (host wall):`);
 console.log(`  ${rl.untilRunningMs.toFixed(1).padStart(8)} ms total   (restoreDomain ${rl.restoreDomainMs.toFixed(1)} ms, toolstack steps ${rl.toolstackMs.toFixed(1)} ms, guest ran ${fmt(rl.guestRunNs / 1e3)} us simulated; image ${fmt(rl.imageBytes / 2 ** 20)} MiB, save ${rl.saveMs.toFixed(1)} ms)`);
+if (rl.breakdown !== undefined) {
+  const b = rl.breakdown;
+  console.log('  from the trace, host ms (each group starts where the one before ended):');
+  console.log(`    restoreDomain ${sumMs(b.restoreDomain).toFixed(1).padStart(7)}  ${formatStepsMs(b.restoreDomain)}`);
+  console.log(`    toolstack     ${sumMs(b.toolstack).toFixed(1).padStart(7)}  ${formatStepsMs(b.toolstack)}`);
+  console.log(`    guest resume  ${sumMs(b.guestResume).toFixed(1).padStart(7)}  ${formatStepsMs(b.guestResume)}`);
+}

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { Machine } from '../../hypervisor/xen/machine.js';
 import { shared_info } from '../../hypervisor/public/xen.js';
 import type { TestKernel } from '../kernels/image.js';
-import { saveDomain, waitForSuspend, type SaveOptions, type SaveResult } from '../../hypervisor/tools/save/index.js';
+import { saveDomain, waitForSuspend, type BenchGuestFactory, type SaveOptions, type SaveResult } from '../../hypervisor/tools/save/index.js';
 import { ALL_MEMTEST_KERNELS, A_SUSPEND, V_ENTRIES, memtestKernel } from './kernels/memtest.js';
 import { buildGuest, type BuiltGuest, type GuestOptions } from './builder.js';
 
@@ -93,6 +93,17 @@ export function askSuspend(m: Machine, domid: number): void {
   one[0] = 1;
   if (f.write(8 * A_SUSPEND, one) !== 0) throw new Error('cannot write the suspend request');
 }
+
+/** The save/restore benchmark's guest: a memtest kernel of the asked size, brought to SHUTDOWN_suspend. */
+export const memtestBenchGuest: BenchGuestFactory = {
+  images: ALL_MEMTEST_KERNELS,
+  async suspended(m, pages) {
+    const g = guest(m, memtestKernel, { pages, patternPages: 64 });
+    askSuspend(m, g.domid);
+    await waitForSuspend(m, g.domid, 1e9);
+    return g.domid;
+  },
+};
 
 /** Run until the guest has made `n` more loop entries. */
 export function runEntries(t: ExecutionContext, m: Machine, domid: number, n: number): void {
