@@ -48,7 +48,7 @@ import { planLayout } from '../builder/layout.js';
 import { introduceDomain, writeDomainNodes } from '../builder/xenstore.js';
 import {
   saveDomain, restoreDomain, waitForSuspend, p2mOf, formatP2m, fastResume, WaitError, SaveError, RestoreError,
-  type DomExcSource, type RestoredDomain, type RestoreSource, type SaveMachine, type SaveResult,
+  type DomExcSource, type RestoredDomain, type RestoreSource, type SaveMachine, type SaveOptions, type SaveResult,
 } from '../save/index.js';
 import { StreamError, type StreamSink } from '../stream/index.js';
 import { xenstoredTraceTap } from './trace-file.js';
@@ -667,15 +667,27 @@ export class MachineHost {
    * failure too: the caller destroys or resumes it.
    */
   async writeImage(domid: number, sink: StreamSink, opts: WriteImageOptions = {}): Promise<SaveResult> {
-    const r = this.records.get(domid);
-    if (r === undefined) throw new ToolstackError(`domain ${domid} was not created by this toolstack`);
     return saveDomain(this.savingMachine(), domid, sink, {
-      config: formatConfig(opts.config ?? r.built.config),
-      extra: { uuid: r.built.uuid, name: r.name, savedBy: `xenport machine pid ${process.pid}` },
-      onFailure: 'leave',
-      onStep: this.m.trace.steps(domid),
+      ...this.imageOptions(domid, 'xl save', opts.config),
       ...(opts.progress === undefined ? {} : { progress: opts.progress }),
     });
+  }
+
+  /**
+   * What every image of `domid` carries and how it is written, by `xl
+   * save` and `xl migrate` alike: the xl.cfg (the domain's, or `config`),
+   * its name and uuid and who wrote it, the domain left as it is on
+   * failure (the caller resumes it), each step told to the trace.
+   */
+  imageOptions(domid: number, by: string, config?: DomainConfig): Pick<SaveOptions, 'config' | 'extra' | 'onFailure' | 'onStep'> {
+    const r = this.records.get(domid);
+    if (r === undefined) throw new ToolstackError(`domain ${domid} was not created by this toolstack`);
+    return {
+      config: formatConfig(config ?? r.built.config),
+      extra: { uuid: r.built.uuid, name: r.name, savedBy: `xenport machine pid ${process.pid} (${by})` },
+      onFailure: 'leave',
+      onStep: this.m.trace.steps(domid),
+    };
   }
 
   /**

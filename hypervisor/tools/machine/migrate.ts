@@ -35,7 +35,6 @@ import type { Machine } from '../../xen/machine.js';
 import { DOMID_INVALID } from '../../public/xen.js';
 import { liveSaveDomain, restoreDomain, RestoreError, type LiveRound } from '../save/index.js';
 import { StreamError } from '../stream/index.js';
-import { formatConfig } from '../xl/config.js';
 import { ToolstackError, type MachineHost, type SuspendVia } from './host.js';
 import {
   MIGRATE_BANNER, MIGRATE_FAILED, MIGRATE_GO, MIGRATE_READY, MIGRATE_STARTED, MigrateWireError, Wire,
@@ -177,10 +176,7 @@ export async function migrateDomain(h: MachineHost, domid: number, to: HostPort,
     await wire.expect(MIGRATE_BANNER, 'the banner of xl migrate-receive', peerMs);
     h.m.trace.record(domid, 'toolstack', 'migrate: banner received', `from ${target}, suspend via ${via} for the last round`);
     const res = await liveSaveDomain(h.savingMachine(), domid, wire.socket, {
-      config: formatConfig(r.built.config),
-      extra: { uuid: r.built.uuid, name, savedBy: `xenport machine pid ${process.pid} (xl migrate)` },
-      onFailure: 'leave',
-      onStep: h.m.trace.steps(domid),
+      ...h.imageOptions(domid, 'xl migrate'),
       suspend: async () => {
         suspendedAt = Date.now();
         await h.suspendGuest(domid, via, req.timeoutMs ?? 10_000, 'suspending for the last round');
