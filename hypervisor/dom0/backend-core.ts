@@ -31,7 +31,7 @@ import {
 } from '../public/io/xenbus.js';
 import type { RingResult } from '../public/io/ring.js';
 import { evtchnPort, grantRef, type DomId } from '../public/types.js';
-import { err, ok, type BlkbackHost, type BoundChannel, type MappedRing, type Outcome } from './blkback/transport.js';
+import { err, ok, type BackendHost, type BoundChannel, type MappedRing, type Outcome } from './backend-host.js';
 
 /** A vbd or a vif, as the registry sees it. */
 export interface BackendDevice {
@@ -137,7 +137,7 @@ export type DeviceState = 'waiting' | 'connected' | 'failed' | 'closed';
 export const isU32 = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff;
 
 /** What the base needs from the machine to connect: ring pages and an event channel. */
-export type RingHost = Pick<BlkbackHost, 'mapRing' | 'bindEventChannel'>;
+export type RingHost = Pick<BackendHost, 'mapRing' | 'bindEventChannel'>;
 
 /** The options every device takes; VbdOptions and VifOptions add their own. */
 export interface RingDeviceOptions<D> {

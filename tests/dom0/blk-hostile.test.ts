@@ -7,7 +7,7 @@ import { XenbusStateClosing, XenbusStateConnected, XenbusStateInitWait } from '.
 import { LoopbackFront } from '../../hypervisor/dom0/blkback/loopback.js';
 import { Vbd } from '../../hypervisor/dom0/blkback/vbd.js';
 import { DiskImage } from '../../hypervisor/dom0/blkback/disk.js';
-import type { BlkbackHost } from '../../hypervisor/dom0/blkback/transport.js';
+import type { BackendHost } from '../../hypervisor/dom0/backend-host.js';
 import type { RequestFields } from '../../hypervisor/dom0/blkback/wire.js';
 import { domid, evtchnPort, grantRef } from '../../hypervisor/public/types.js';
 import { FRONT, XVDA, exchange, fileSectors, makeImage, pages, prng, rig, tempDir, type Rig } from './blk-fixture.js';
@@ -197,7 +197,7 @@ test('an event from an earlier connection does not kick the new one', (t) => {
   if (!d.ok) return t.fail(d.error.message);
   const r = rig(t, { connect: false });
   const handlers: Array<() => void> = [];
-  const host: BlkbackHost = {
+  const host: BackendHost = {
     grants: r.host.grants,
     mapRing: (dom, ref) => r.host.mapRing(dom, ref),
     bindEventChannel: (dom, port, onEvent) => {
@@ -224,7 +224,7 @@ test('a frontend rewriting a slot while its request runs cannot change what is a
   const r = rig(t, { connect: false });
   const slot0 = blkif_sring.offsetOf('ring');
   const w = pages(r.front, 2, () => 0x42);
-  const host: BlkbackHost = {
+  const host: BackendHost = {
     mapRing: (dom, ref) => r.host.mapRing(dom, ref),
     bindEventChannel: (dom, port, h) => r.host.bindEventChannel(dom, port, h),
     grants: {

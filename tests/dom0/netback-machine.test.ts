@@ -14,7 +14,7 @@ import { FrontRing } from '../../hypervisor/public/io/ring.js';
 import { NETIF_RSP_ERROR, NETIF_RSP_OKAY, NETRXF_more_data, NETTXF_more_data } from '../../hypervisor/public/io/netif.js';
 import { Bridge } from '../../hypervisor/dom0/net/bridge.js';
 import { Netback } from '../../hypervisor/dom0/netback/netback.js';
-import { machineBackendHost } from '../../hypervisor/dom0/netback/host.js';
+import { machineBackendHost } from '../../hypervisor/dom0/backend-host.js';
 import { NETIF_RX_GEOMETRY, NETIF_TX_GEOMETRY } from '../../hypervisor/dom0/netback/transport.js';
 import {
   decodeRxResponse, decodeTxResponse, encodeRxRequest, encodeTxRequest, type RxResponse, type TxResponse,

@@ -36,7 +36,7 @@ import { Dom0Endpoint } from '../../hypervisor/dom0/net/endpoint.js';
 import { Netback } from '../../hypervisor/dom0/netback/netback.js';
 import type { Vif } from '../../hypervisor/dom0/netback/vif.js';
 import { parseFrontendNodes } from '../../hypervisor/dom0/netback/nodes.js';
-import { err, ok, type BlkbackHost, type BoundChannel, type MappedRing, type Outcome } from '../../hypervisor/dom0/blkback/transport.js';
+import { err, ok, type BackendHost, type BoundChannel, type MappedRing, type Outcome } from '../../hypervisor/dom0/backend-host.js';
 import { KERNBASE, PAGE_SIZE } from '../../arch/xen/include/vmparam.js';
 import { xmd } from '../../arch/xen/include/xen.js';
 import { defineNetbsdImage } from '../../arch/xen/conf/netbsd.js';
@@ -190,7 +190,7 @@ const GE_FRAME = 4;
  * dom0's side of the machine, over the harness's memory: grant copies and
  * ring maps checked against the guest's grant table as Xen would.
  */
-export class HarnessHost implements BlkbackHost {
+export class HarnessHost implements BackendHost {
   readonly maps = new Set<number>();
   bytesCopied = 0;
   readonly grants = {

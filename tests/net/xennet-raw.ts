@@ -11,7 +11,7 @@ import {
 } from '../../hypervisor/public/io/netif.js';
 import type { ByteMem } from '../../hypervisor/public/layout.js';
 import { domid as toDomId, type GrantRef, type EvtchnPort } from '../../hypervisor/public/types.js';
-import type { BoundChannel } from '../../hypervisor/dom0/blkback/transport.js';
+import type { BoundChannel } from '../../hypervisor/dom0/backend-host.js';
 import { XENNET_TX_GEOMETRY, XENNET_RX_GEOMETRY } from '../../arch/xen/xen/xennet_wire.js';
 import { XN_STATE_CONNECTED } from '../../arch/xen/xen/xennet_var.js';
 import { DOMID, FE, xnState, type NetWorld } from './xennet-fixture.js';

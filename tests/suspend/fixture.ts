@@ -7,7 +7,7 @@
  */
 import type { ExecutionContext } from 'ava';
 import { domid as toDomId, grantRef } from '../../hypervisor/public/types.js';
-import { MachineGrantIo } from '../../hypervisor/dom0/netback/host.js';
+import { MachineGrantIo } from '../../hypervisor/dom0/backend-host.js';
 import { MachineHost } from '../../hypervisor/tools/machine/host.js';
 import type { MachineOptions } from '../../hypervisor/xen/machine.js';
 import type { BuiltDomain } from '../../hypervisor/tools/builder/build.js';

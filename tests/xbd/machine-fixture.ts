@@ -30,7 +30,7 @@ import type { DomainConfig, DiskSpec } from '../../hypervisor/tools/xl/config.js
 import { lookup } from '../../hypervisor/tools/xenstored/tree.js';
 import { latin1 } from '../../hypervisor/tools/xenstored/wire.js';
 import type { Blkback } from '../../hypervisor/dom0/blkback/blkback.js';
-import type { BoundChannel, MappedRing, Outcome } from '../../hypervisor/dom0/blkback/transport.js';
+import type { BoundChannel, MappedRing, Outcome } from '../../hypervisor/dom0/backend-host.js';
 import { vdevToDevid } from '../../hypervisor/tools/backend/nodes.js';
 import { xbdImage, p0 } from './workloads.js';
 

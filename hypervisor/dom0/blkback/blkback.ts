@@ -21,14 +21,14 @@
 import createDebug from 'debug';
 import { DiskImage, type DiskError } from './disk.js';
 import { DEFAULT_POLL_BUDGET, Vbd, type VbdState, type VbdStats } from './vbd.js';
-import type { BlkbackHost } from './transport.js';
+import type { BackendHost } from '../backend-host.js';
 import type { DomId } from '../../public/types.js';
 import { BackendRegistry, deviceHooks } from '../backend-core.js';
 
 const log = createDebug('dom0:blkback');
 
 export interface BlkbackOptions {
-  readonly host: BlkbackHost;
+  readonly host: BackendHost;
   /**
    * A vbd has work: call poll() soon, between guest entries. Called once
    * per vbd each time it goes from idle to kicked (a poll that finds

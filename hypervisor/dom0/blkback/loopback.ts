@@ -6,7 +6,7 @@
  *  * BufferGrants: GrantIo over pages a test "grants" (Uint8Arrays), with
  *    the refusals of GNTTABOP_copy (bad ref, wrong domain, read-only page,
  *    range outside the page).
- *  * LoopbackHost: BlkbackHost over BufferGrants; ring mapping and event
+ *  * LoopbackHost: BackendHost over BufferGrants; ring mapping and event
  *    channels are bookkeeping, and notifications are counted.
  *  * LoopbackFront: FrontRing (io/ring.ts) over a granted ring page, plus
  *    helpers to queue blkif requests and read responses.
@@ -15,7 +15,8 @@ import { bytesMem, type ByteMem } from '../../public/layout.js';
 import { FrontRing, sharedRingInit, type BackIndices } from '../../public/io/ring.js';
 import { PAGE_SIZE, grantRef, ringIdx, evtchnPort, type DomId, type EvtchnPort, type GrantRef } from '../../public/types.js';
 import { gnttabStatusMessage, GNTST_bad_copy_arg, GNTST_bad_domain, GNTST_bad_gntref, GNTST_permission_denied } from '../../public/grant_table.js';
-import { BLKIF_GEOMETRY, err, ok, type BlkbackHost, type BoundChannel, type GrantIo, type MappedRing, type Outcome } from './transport.js';
+import { err, ok, type BackendHost, type BoundChannel, type GrantIo, type MappedRing, type Outcome } from '../backend-host.js';
+import { BLKIF_GEOMETRY } from './transport.js';
 import { blkif_sring } from '../../public/io/blkif.js';
 import { decodeResponse, encodeRequest, type BlkResponse, type RequestFields } from './wire.js';
 import type { ConnectParams } from './vbd.js';
@@ -83,8 +84,8 @@ interface Binding {
   closed: boolean;
 }
 
-/** BlkbackHost over BufferGrants. */
-export class LoopbackHost implements BlkbackHost {
+/** BackendHost over BufferGrants. */
+export class LoopbackHost implements BackendHost {
   readonly grants = new BufferGrants();
   /** Rings currently mapped. */
   mappedRings = 0;

@@ -51,7 +51,8 @@ import { BLKIF_RING_SIZE, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, XEN_IO_PROTO_ABI_NATI
 import type { BackIndices } from '../../public/io/ring.js';
 import { RingDevice, pendingRequests, type DeviceState, type PollWork, type RingConnection, type RingDeviceOptions } from '../backend-core.js';
 import { SECTOR_SIZE, type DiskImage } from './disk.js';
-import { BlkRing, err, ok, type BlkbackHost, type Outcome } from './transport.js';
+import { err, ok, type BackendHost, type Outcome } from '../backend-host.js';
+import { BlkRing } from './transport.js';
 import { backendConnectNodes, decodeRequest, type BlkRequest, type BlkResponse, type TransferRequest } from './wire.js';
 
 const log = createDebug('dom0:blkback');
@@ -84,7 +85,7 @@ export interface VbdOptions extends RingDeviceOptions<Vbd> {
   /** The virtual device number (the `device/vbd/<devid>` directory). */
   readonly devid: number;
   readonly disk: DiskImage;
-  readonly host: BlkbackHost;
+  readonly host: BackendHost;
 }
 
 /** What the frontend published before Initialised (already parsed from xenstore). */
@@ -106,7 +107,6 @@ export interface ConnectParams {
 interface Connection extends RingConnection {
   readonly ring: BlkRing;
   readonly ringRef: number;
-  readonly port: number;
 }
 
 export class Vbd extends RingDevice<Connection, VbdStats> {
@@ -146,7 +146,7 @@ export class Vbd extends RingDevice<Connection, VbdStats> {
     if (p.protocol !== undefined && p.protocol !== XEN_IO_PROTO_ABI_NATIVE)
       return this.refuseConnect(`protocol "${p.protocol}" is not served (only ${XEN_IO_PROTO_ABI_NATIVE})`);
     const c = this.attach([{ node: 'ring-ref', ref: p.ringRef }], p.eventChannel, (pages, channel) => ({
-      ring: new BlkRing(pages[0].mem, pages[0].base, p.at), pages, channel, ringRef: p.ringRef, port: p.eventChannel,
+      ring: new BlkRing(pages[0].mem, pages[0].base, p.at), pages, channel, ringRef: p.ringRef,
     }));
     if (!c.ok) return c;
     log.enabled && log('%s connected: ring-ref %d, port %d, %d sectors%s', this.name, p.ringRef, p.eventChannel,

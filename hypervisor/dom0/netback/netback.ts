@@ -23,13 +23,13 @@ import createDebug from 'debug';
 import { parseMac } from '../net/addr.js';
 import type { DomId } from '../../public/types.js';
 import { DEFAULT_POLL_BUDGET, Vif, type BridgeAttach, type VifState, type VifStats } from './vif.js';
-import type { NetbackHost } from './transport.js';
+import type { BackendHost } from '../backend-host.js';
 import { BackendRegistry, deviceHooks } from '../backend-core.js';
 
 const log = createDebug('dom0:netback');
 
 export interface NetbackOptions {
-  readonly host: NetbackHost;
+  readonly host: BackendHost;
   /**
    * A vif has work: call poll() soon, between guest entries. Called once
    * per vif each time it goes from idle to kicked (a poll that finds

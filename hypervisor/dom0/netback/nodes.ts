@@ -41,7 +41,7 @@ import {
   NETIF_NODE_MAC, NETIF_NODE_MULTI_QUEUE_NUM_QUEUES, NETIF_NODE_REQUEST_RX_COPY, NETIF_NODE_RX_RING_REF,
   NETIF_NODE_TX_RING_REF,
 } from '../../public/io/netif.js';
-import { err, ok, type Outcome } from './host.js';
+import { err, ok, type Outcome } from '../backend-host.js';
 
 /** What the frontend published, parsed: what Vif.connect takes. */
 export interface VifConnectParams {

@@ -13,7 +13,7 @@
  *
  * Requirement on hosts, for live migration: every byte written into the
  * frontend's pages (ring responses, RX data) goes through the machine's
- * write path (see host.ts).
+ * write path (see ../backend-host.ts).
  */
 import { record, type ByteMem } from '../../public/layout.js';
 import { BackRing, ringGeometry, type BackIndices, type RingGeometry, type RingResult } from '../../public/io/ring.js';
@@ -21,11 +21,6 @@ import {
   NET_RX_RING_SIZE, NET_TX_RING_SIZE, netif_rx_request, netif_rx_response, netif_tx_request, netif_tx_response,
   netif_tx_sring,
 } from '../../public/io/netif.js';
-import type { BackendHost } from './host.js';
-
-/** What a vif needs from the machine: grant copies, ring mapping, one event channel. */
-export type NetbackHost = BackendHost;
-
 /** netif TX ring: 12-byte slots, 256 of them. */
 export const NETIF_TX_GEOMETRY = ringGeometry(record(netif_tx_request), record(netif_tx_response));
 /** netif RX ring: 8-byte slots, 256 of them. */

@@ -48,8 +48,8 @@ import type { BridgeLink, BridgePort } from '../net/bridge.js';
 import { ETHERTYPE_IPV4, parseEthernet } from '../net/ether.js';
 import { completeChecksum } from '../net/ip.js';
 import { RingDevice, pendingRequests, type DeviceState, type PollWork, type RingConnection, type RingDeviceOptions } from '../backend-core.js';
-import { err, ok, type Outcome } from './host.js';
-import { NETIF_RX_GEOMETRY, NETIF_TX_GEOMETRY, NetBackRing, type NetbackHost } from './transport.js';
+import { err, ok, type BackendHost, type Outcome } from '../backend-host.js';
+import { NETIF_RX_GEOMETRY, NETIF_TX_GEOMETRY, NetBackRing } from './transport.js';
 import {
   MAX_FRAME_BYTES, RX_SLOT_BYTES, TX_SLOT_BYTES, decodeRxRequest, encodeRxResponse, encodeTxResponse, parseTxPacket,
   rxFlags, rxSlotsFor, type SlotAnswer, type TxPacket,
@@ -107,7 +107,7 @@ export interface VifOptions extends RingDeviceOptions<Vif> {
   readonly devid: number;
   /** The guest's MAC, "aa:bb:cc:dd:ee:ff" (published in `mac`). */
   readonly mac: string;
-  readonly host: NetbackHost;
+  readonly host: BackendHost;
   readonly bridge: BridgeAttach;
   readonly rxQueueFrames?: number;
   readonly rxQueueBytes?: number;

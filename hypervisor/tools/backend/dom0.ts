@@ -2,7 +2,7 @@
  * dom0's backends as one machine holds them, wired once:
  *
  *   MachineBackendHost   grant copies, ring mappings and event channels as
- *                        dom0 (dom0/netback/host.ts), shared by both engines
+ *                        dom0 (dom0/backend-host.ts), shared by both engines
  *   Blkback, Netback     their poll() runs between guest entries
  *                        (machine.defer is their `schedule` hook)
  *   Dom0Network          `xenbr0` with dom0 at 10.0.0.1, other bridges made
@@ -20,7 +20,7 @@ import type { Machine } from '../../xen/machine.js';
 import { Timer } from '../../xen/time.js';
 import { Blkback, type VbdInfo } from '../../dom0/blkback/blkback.js';
 import { Netback, type VifInfo } from '../../dom0/netback/netback.js';
-import { machineBackendHost, type MachineBackendHost } from '../../dom0/netback/host.js';
+import { machineBackendHost, type MachineBackendHost } from '../../dom0/backend-host.js';
 import { Dom0Network } from '../../dom0/net/network.js';
 import type { ArpEntry, PingResult } from '../../dom0/net/endpoint.js';
 import type { FdbEntry, GratuitousArpEvent } from '../../dom0/net/bridge.js';

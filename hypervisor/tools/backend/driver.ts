@@ -45,7 +45,7 @@ import {
   XENBUS_STATE_NAMES, XenbusStateClosed, XenbusStateClosing, XenbusStateConnected, XenbusStateInitialised,
   XenbusStateInitialising, XenbusStateInitWait, XenbusStateUnknown, parseXenbusState, type XenbusState,
 } from '../../public/io/xenbus.js';
-import { err, ok, type Outcome } from '../../dom0/blkback/transport.js';
+import { err, ok, type Outcome } from '../../dom0/backend-host.js';
 import { XsError, type XsClient, type WatchEvent } from '../xenstored/client.js';
 import { inTransaction } from '../builder/xenstore.js';
 import {

@@ -26,7 +26,7 @@ import {
   NETIF_NODE_REQUEST_RX_COPY, NETIF_NODE_RX_RING_REF, NETIF_NODE_TX_RING_REF,
 } from '../../public/io/netif.js';
 import { domid as toDomId } from '../../public/types.js';
-import { err, ok, type Outcome } from '../../dom0/blkback/transport.js';
+import { err, ok, type Outcome } from '../../dom0/backend-host.js';
 import type { Blkback } from '../../dom0/blkback/blkback.js';
 import { imagePath } from '../../dom0/blkback/disk.js';
 import type { ConnectParams } from '../../dom0/blkback/vbd.js';

@@ -1,6 +1,6 @@
 /*
- * What a dom0 backend needs from the machine, implemented over the real
- * hypervisor: grant copies (GNTTABOP_copy), the ring page mapped
+ * What a dom0 backend needs from the machine (the interfaces below), and
+ * their implementation over the real hypervisor: grant copies (GNTTABOP_copy), the ring page mapped
  * (GNTTABOP_map_grant_ref) and one interdomain event channel
  * (EVTCHNOP_bind_interdomain / send / close), all made as dom0, through
  * the same checks as any domain's hypercalls.
@@ -11,9 +11,10 @@
  * until unmap, exactly as a host mapping would keep it. (A host_map at
  * host_addr 0 could not be removed again through GrantTables.unmapHandle.)
  *
- * The interface is blkback's BlkbackHost (GrantIo + mapRing +
- * bindEventChannel), so one MachineBackendHost serves blkback and netback
- * alike: `new Blkback({ host })` and `new Netback({ host, ... })`.
+ * One MachineBackendHost serves blkback and netback alike (BackendHost:
+ * GrantIo + mapRing + bindEventChannel): `new Blkback({ host })` and
+ * `new Netback({ host, ... })`. Tests fake the same interface over plain
+ * buffers (blkback/loopback.ts).
  *
  * Copies. GNTTABOP_copy names a page either by a grant reference of the
  * domain that granted it or, with DOMID_SELF only, by the frame number of
@@ -30,27 +31,71 @@
  * inside a hypercall.
  */
 import createDebug from 'debug';
-import type { DomId, EvtchnPort, GrantRef } from '../../public/types.js';
-import { PAGE_SIZE } from '../../public/types.js';
-import { DOMID_SELF } from '../../public/xen.js';
+import type { DomId, EvtchnPort, GrantRef } from '../public/types.js';
+import { PAGE_SIZE } from '../public/types.js';
+import { DOMID_SELF } from '../public/xen.js';
 import {
   GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_device_map, GNTST_okay, gnttabStatusMessage,
-} from '../../public/grant_table.js';
-import { errnoName } from '../../public/errno.js';
-import type { MachineMemory } from '../../xen/physmem.js';
-import type { FrameTable } from '../../xen/frametable.js';
-import type { GrantTables, GnttabCaller } from '../../xen/gnttab.js';
-import type { EventChannels, EvtchnCaller } from '../../xen/evtchn.js';
-import {
-  err, ok, type BlkbackHost, type BoundChannel, type GrantIo, type MappedRing, type Outcome,
-} from '../blkback/transport.js';
+} from '../public/grant_table.js';
+import { errnoName } from '../public/errno.js';
+import type { MachineMemory } from '../xen/physmem.js';
+import type { FrameTable } from '../xen/frametable.js';
+import type { GrantTables, GnttabCaller } from '../xen/gnttab.js';
+import type { EventChannels, EvtchnCaller } from '../xen/evtchn.js';
+import type { ByteMem } from '../public/layout.js';
 
-export { err, ok, type BoundChannel, type GrantIo, type MappedRing, type Outcome };
+/** A value or why not. */
+export type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
 
-const log = createDebug('dom0:netback');
+export const ok = <T>(value: T): Outcome<T> => ({ ok: true, value });
+export const err = <T = never>(error: string): Outcome<T> => ({ ok: false, error });
 
-/** A dom0 backend's view of the machine (blkback's BlkbackHost, shared). */
-export type BackendHost = BlkbackHost;
+/**
+ * Moving data between the backend and the frontend's granted pages, by
+ * copy (GNTTABOP_copy on Xen). `offset + len` stays within one page; the
+ * caller guarantees it. A refused grant (bad ref, wrong domain, read-only
+ * grant for copyToGrant) is an error value carrying the GNTST_* text.
+ */
+export interface GrantIo {
+  /** Bytes [offset, offset+len) of page `gref` granted by `domid`. */
+  copyFromGrant(domid: DomId, gref: GrantRef, offset: number, len: number): Outcome<Uint8Array>;
+  /** Store `data` at `offset` of page `gref` granted (writable) by `domid`. `data` is not kept. */
+  copyToGrant(domid: DomId, gref: GrantRef, offset: number, data: Uint8Array): Outcome<void>;
+}
+
+/** The frontend's ring page, mapped into the backend. */
+export interface MappedRing {
+  readonly mem: ByteMem;
+  /** Address of the page in `mem`. */
+  readonly base: number;
+  /** GNTTABOP_unmap_grant_ref. Called once. */
+  unmap(): void;
+}
+
+/** dom0's end of the interdomain event channel. */
+export interface BoundChannel {
+  /** EVTCHNOP_send on our end. */
+  notify(): void;
+  /** EVTCHNOP_close. Called once. */
+  close(): void;
+}
+
+/** What a backend device (a vbd, a vif) needs from the machine to connect to a frontend. */
+export interface BackendHost {
+  readonly grants: GrantIo;
+  /** Map page `ref` granted by `domid` (read-write): the ring. */
+  mapRing(domid: DomId, ref: GrantRef): Outcome<MappedRing>;
+  /**
+   * Bind to the frontend's unbound port `remotePort` of `domid`.
+   * `onEvent` runs when the frontend notifies; it only marks work (the
+   * machine should call it between guest entries, never inside one).
+   */
+  bindEventChannel(domid: DomId, remotePort: EvtchnPort, onEvent: () => void): Outcome<BoundChannel>;
+}
+
+
+const log = createDebug('dom0:host');
+
 
 /** The parts of a Machine the host uses; a Machine fits as is. */
 export interface MachineBackendDeps {
@@ -127,7 +172,7 @@ export class MachineGrantIo implements GrantIo {
   }
 }
 
-/** BlkbackHost / netback host over a Machine's grant tables and event channels. */
+/** BackendHost over a Machine's grant tables and event channels. */
 export class MachineBackendHost implements BackendHost {
   readonly grants: MachineGrantIo;
   private readonly bound = new Set<number>();
