@@ -602,7 +602,7 @@ export class MachineHost {
    * Mark `domid` as being saved or migrated away (`how`) until the returned
    * function is called; refused while another save or migration has it.
    */
-  claimLeaving(domid: number, how: 'save' | 'migration'): () => void {
+  claimLeaving(domid: number, how: 'save' | 'migration' | 'checkpointing'): () => void {
     const busy = this.leaving.get(domid);
     if (busy !== undefined) {
       const name = this.records.get(domid)?.name ?? String(domid);

@@ -33,7 +33,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Machine } from '../../xen/machine.js';
 import { DOMID_INVALID } from '../../public/xen.js';
-import { liveSaveDomain, restoreDomain, RestoreError, type LiveRound } from '../save/index.js';
+import { liveSaveDomain, remusSaveDomain, restoreDomain, RestoreError, type LiveRound, type RemusCheckpoint } from '../save/index.js';
 import { StreamError } from '../stream/index.js';
 import { ToolstackError, type MachineHost, type SuspendVia } from './host.js';
 import {
@@ -140,29 +140,37 @@ export async function letGuestRun(m: Pick<Machine, 'clock' | 'step'>, ns: number
 class ReceiverFailed extends Error {}
 
 /**
+ * How `xl migrate` and `xl remus` start: the domain (ours, not dom0, not
+ * suspended), a claim on it (one way out at a time) and a connection to
+ * the receiver; on failure the claim is let go and the domain runs on.
+ */
+async function connectOutgoing(
+  h: MachineHost, domid: number, to: HostPort, how: 'migration' | 'checkpointing', peerMs: number,
+): Promise<{ name: string; target: string; what: string; release: () => void; wire: Wire }> {
+  if (domid === 0) throw new ToolstackError(`Domain-0 cannot be ${how === 'migration' ? 'migrated' : 'checkpointed'}`);
+  const r = h.record(domid);
+  if (r === undefined) throw new ToolstackError(`domain ${domid} was not created by this toolstack`);
+  const target = formatHostPort(to);
+  const what = `${how === 'migration' ? 'migration' : 'remus'} of ${r.name} (${domid}) to ${target}`;
+  if (h.isSuspended(domid)) throw new ToolstackError(`${what}: the domain is suspended`);
+  const release = h.claimLeaving(domid, how);
+  try {
+    return { name: r.name, target, what, release, wire: new Wire(await connectTo(to, peerMs)) };
+  } catch (e) {
+    release();
+    throw new ToolstackError(`${what} failed, the domain keeps running here: ${message(e)}`);
+  }
+}
+
+/**
  * `xl migrate DOM HOST:PORT`: send the domain live to `xl migrate-receive`
  * at `to`. Resolves once it runs there and is destroyed here; otherwise
  * rejects with a ToolstackError saying what happened to the domain.
  */
 export async function migrateDomain(h: MachineHost, domid: number, to: HostPort, req: MigrateRequest = {}): Promise<MigrateReport> {
-  if (domid === 0) throw new ToolstackError('Domain-0 cannot be migrated');
-  const r = h.record(domid);
-  if (r === undefined) throw new ToolstackError(`domain ${domid} was not created by this toolstack`);
-  const name = r.name;
-  const target = formatHostPort(to);
-  const what = `migration of ${name} (${domid}) to ${target}`;
-  if (h.isSuspended(domid)) throw new ToolstackError(`${what}: the domain is suspended`);
-  const peerMs = req.peerTimeoutMs ?? DEFAULT_PEER_MS;
   const t0 = Date.now();
-  const release = h.claimLeaving(domid, 'migration');
-  let sock: net.Socket;
-  try {
-    sock = await connectTo(to, peerMs);
-  } catch (e) {
-    release();
-    throw new ToolstackError(`${what} failed, the domain keeps running here: ${message(e)}`);
-  }
-  const wire = new Wire(sock);
+  const peerMs = req.peerTimeoutMs ?? DEFAULT_PEER_MS;
+  const { name, target, what, release, wire } = await connectOutgoing(h, domid, to, 'migration', peerMs);
   let afterGo = false;
   let renamed = false;
   let suspendedAt = 0;
@@ -355,6 +363,125 @@ export async function receiveMigration(h: MachineHost, req: ReceiveRequest): Pro
     wire.end();
     h.m.log.xen(`${what} failed: ${why}`);
     throw new ToolstackError(`${what} failed, no domain was left here: ${why}`);
+  } finally {
+    req.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Checkpointing (Remus-style): `xl remus DOM HOST:PORT` sends one checkpointed
+// stream (remusSaveDomain) to `xl migrate-receive -r`, after the same banner.
+// The primary keeps running; the receiver holds the last complete checkpoint
+// and, once the stream ends or breaks, starts the domain from it (failover).
+// No handshake follows the stream: the receiver cannot tell a primary that
+// stopped checkpointing from one that died.
+
+export interface RemusRequest {
+  readonly via?: SuspendVia;
+  readonly timeoutMs?: number;
+  readonly peerTimeoutMs?: number;
+  /** ms the guest runs between two checkpoints (default 200). */
+  readonly intervalMs?: number;
+  /** Stop after this many checkpoints (default: until `signal`). */
+  readonly checkpoints?: number;
+  readonly onCheckpoint?: (cp: RemusCheckpoint) => void;
+  /** Stop: the next checkpoint is the last. */
+  readonly signal?: AbortSignal;
+}
+
+export interface RemusReport {
+  readonly domid: number;
+  readonly name: string;
+  readonly target: string;
+  readonly checkpoints: number;
+  readonly bytes: number;
+}
+
+/** `xl remus`: checkpoint the domain to `to` until told to stop; the domain keeps running here. */
+export async function remusDomain(h: MachineHost, domid: number, to: HostPort, req: RemusRequest = {}): Promise<RemusReport> {
+  const peerMs = req.peerTimeoutMs ?? DEFAULT_PEER_MS;
+  const { name, target, what, release, wire } = await connectOutgoing(h, domid, to, 'checkpointing', peerMs);
+  try {
+    const via = req.via ?? await h.defaultSuspendVia(domid);
+    await wire.expect(MIGRATE_BANNER, 'the banner of xl migrate-receive -r', peerMs);
+    const res = await remusSaveDomain(h.savingMachine(), domid, wire.socket, {
+      ...h.imageOptions(domid, 'xl remus'),
+      suspend: () => h.suspendGuest(domid, via, req.timeoutMs ?? 10_000, 'suspending for a checkpoint'),
+      resume: () => h.resumeInPlace(domid),
+      betweenRounds: () => letGuestRun(h.m, 50e6),
+      interval: () => letGuestRun(h.m, (req.intervalMs ?? 200) * 1e6),
+      ...(req.checkpoints === undefined ? {} : { checkpoints: req.checkpoints }),
+      ...(req.signal === undefined ? {} : { signal: req.signal }),
+      onCheckpoint: (cp) => {
+        h.m.trace.record(domid, 'toolstack', 'remus: checkpoint sent', `${cp.n}: ${cp.pages} pages${cp.last ? ', the last' : ''}`);
+        req.onCheckpoint?.(cp);
+      },
+    });
+    wire.end();
+    h.m.log.xen(`d${domid} (${name}): remus to ${target} stopped after ${res.checkpoints.length} checkpoints, running here`);
+    return { domid, name, target, checkpoints: res.checkpoints.length, bytes: res.bytes };
+  } catch (e) {
+    wire.destroy();
+    await h.resumeInPlace(domid).catch(() => undefined);
+    h.m.log.xen(`d${domid} (${name}): ${what} failed: ${message(e)}`);
+    throw new ToolstackError(`${what} failed, the domain keeps running here: ${message(e)}`);
+  } finally {
+    release();
+  }
+}
+
+export interface CheckpointedReceiveReport extends ReceiveReport {
+  /** The checkpoint the domain was started from. */
+  readonly checkpoint: number;
+  /** 'end': the sender closed the stream; 'broken': it broke (failover). */
+  readonly ended: 'end' | 'broken';
+  readonly why?: string;
+}
+
+/** `xl migrate-receive -r`: take one checkpointed stream, start the domain from its last complete checkpoint. */
+export async function receiveCheckpointed(
+  h: MachineHost, req: ReceiveRequest & { readonly onCheckpoint?: (n: number) => void },
+): Promise<CheckpointedReceiveReport> {
+  const sock = await acceptOne(req.listen, req.onListening, req.signal);
+  const wire = new Wire(sock);
+  const from = wire.peer;
+  const peerMs = req.peerTimeoutMs ?? DEFAULT_PEER_MS;
+  const paused = req.paused === true;
+  let domid: number | undefined;
+  const onAbort = (): void => wire.destroy();
+  req.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await wire.write(MIGRATE_BANNER);
+    const count = { bytes: 0 };
+    const { adopted, rd } = await h.withBuildLock(async () => {
+      let d;
+      try {
+        d = await restoreDomain(h.m, counted(wire.chunks(peerMs, 'the checkpointed stream'), count), {
+          checkpointed: true, onStep: h.m.trace.steps(), afterEnd: () => undefined,
+          ...(req.onCheckpoint === undefined ? {} : { onCheckpoint: req.onCheckpoint }),
+        });
+      } catch (e) {
+        if (e instanceof StreamError || e instanceof RestoreError || e instanceof MigrateWireError) throw new ToolstackError(e.message);
+        throw e;
+      }
+      const a = await h.adoptRestored(d, { what: 'the checkpointed domain', source: `the stream from ${from}`, paused: true, name: (saved) => saved });
+      return { adopted: a, rd: d };
+    });
+    domid = adopted.domid;
+    if (!paused) h.unpause(domid);
+    h.m.poke();
+    wire.destroy();
+    const cp = rd.checkpoint ?? { n: 0, ended: 'end' as const };
+    h.m.log.xen(`d${domid} (${adopted.name}) started from checkpoint ${cp.n} of the stream from ${from} (stream ${cp.ended === 'end' ? 'ended' : 'broke'})`);
+    return {
+      domid, name: adopted.name, from, pages: rd.pages, bytes: count.bytes, paused, checkpoint: cp.n, ended: cp.ended, ...(cp.why === undefined ? {} : { why: cp.why }),
+    };
+  } catch (e) {
+    if (domid !== undefined) await h.destroy(domid).catch(() => undefined);
+    wire.destroy();
+    const why = message(e);
+    h.m.log.xen(`migrate-receive -r from ${from} failed: ${why}`);
+    throw new ToolstackError(`migrate-receive -r from ${from} failed, no domain was left here: ${why}`);
   } finally {
     req.signal?.removeEventListener('abort', onAbort);
   }

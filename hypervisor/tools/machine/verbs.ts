@@ -28,6 +28,13 @@
  *             HOST:PORT` once it does), take one migration -> {domid, name, ...}
  *             For both, the client going away before the permission to go
  *             abandons the migration (the source domain runs on).
+ *             With checkpointed: one checkpointed stream; data lines
+ *             `checkpoint N`; the domain started from the last complete
+ *             checkpoint -> {domid, name, checkpoint, ended, why?}
+ *   remus     {dom, target, interval_ms?, checkpoints?, via?, timeout_ms?}:
+ *             checkpoint the running domain to a `migrate-receive -r`
+ *             (migrate.ts); each checkpoint a JSON data line {n, pages, last};
+ *             the client going away stops it at the next checkpoint
  *   stop      destroy every domain and stop the daemon (after replying)
  */
 import os from 'node:os';
@@ -39,7 +46,7 @@ import { ConfigError, formatConfig, parseConfig, type DomainConfig } from '../xl
 import { BuildError } from '../builder/errors.js';
 import { XsError } from '../xenstored/client.js';
 import { ToolstackError, type MachineHost } from './host.js';
-import { migrateDomain, receiveMigration } from './migrate.js';
+import { migrateDomain, receiveCheckpointed, receiveMigration, remusDomain } from './migrate.js';
 import { MigrateWireError, formatHostPort, parseHostPort, type HostPort } from './migrate-wire.js';
 
 export interface VerbContext {
@@ -302,12 +309,47 @@ export function makeVerbs(ctx: VerbContext, images: readonly KernelImage[]): Map
     const ms = timeoutArg(args, 'migrate-receive');
     const gone = new AbortController();
     stream.onClose(() => gone.abort());
+    if (args['checkpointed'] === true) {
+      return receiveCheckpointed(h, {
+        listen: at,
+        paused: args['paused'] === true,
+        signal: gone.signal,
+        onListening: (a) => stream.data(`listening ${formatHostPort(a)}\n`),
+        onCheckpoint: (n) => stream.data(`checkpoint ${n}\n`),
+        ...(ms === undefined ? {} : { peerTimeoutMs: ms }),
+      });
+    }
     return receiveMigration(h, {
       listen: at,
       paused: args['paused'] === true,
       signal: gone.signal,
       onListening: (a) => stream.data(`listening ${formatHostPort(a)}\n`),
       ...(ms === undefined ? {} : { peerTimeoutMs: ms }),
+    });
+  });
+  verb('remus', (args, stream) => {
+    const domid = dom(args);
+    const to = address(str(args, 'target'), {});
+    const via = args['via'];
+    if (via !== undefined && via !== 'evtchn' && via !== 'xenstore' && via !== 'ctrl_if') {
+      throw new ControlError('remus: --suspend must be evtchn, xenstore or ctrl_if');
+    }
+    const ms = timeoutArg(args, 'remus');
+    const interval = args['interval_ms'];
+    if (interval !== undefined && !(typeof interval === 'number' && Number.isInteger(interval) && interval > 0 && interval <= 600_000)) {
+      throw new ControlError('remus: interval_ms must be 1..600000');
+    }
+    const n = args['checkpoints'];
+    if (n !== undefined && !(typeof n === 'number' && Number.isInteger(n) && n >= 1)) throw new ControlError('remus: checkpoints must be a positive integer');
+    const stop = new AbortController();
+    stream.onClose(() => stop.abort());
+    return remusDomain(h, domid, to, {
+      signal: stop.signal,
+      ...(via === undefined ? {} : { via }),
+      ...(ms === undefined ? {} : { timeoutMs: ms }),
+      ...(interval === undefined ? {} : { intervalMs: interval }),
+      ...(n === undefined ? {} : { checkpoints: n }),
+      onCheckpoint: (cp) => stream.data(`${JSON.stringify({ n: cp.n, pages: cp.pages, last: cp.last })}\n`),
     });
   });
   verb('stop', () => {

@@ -14,6 +14,7 @@
  */
 export { saveDomain, fastResume, type SaveOptions, type SaveResult } from './save.js';
 export { liveSaveDomain, type LiveRound, type LiveSaveOptions, type LiveSaveResult } from './live.js';
+export { remusSaveDomain, type RemusCheckpoint, type RemusOptions, type RemusResult } from './remus.js';
 export { restoreDomain, type RestoreOptions, type RestoredDomain, type RestoreSource } from './restore.js';
 export { waitForSuspend, domExcSource, type DomExcSource, type WaitMachine, type WaitOptions } from './wait.js';
 export { p2mOf, formatP2m, readGuestP2m, type GuestP2m, type P2mEntry, type P2mMismatch, type P2mReport } from './p2m.js';

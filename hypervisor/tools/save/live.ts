@@ -48,7 +48,7 @@ export interface LiveSaveResult extends SaveResult {
   readonly rounds: readonly LiveRound[];
 }
 
-function dirtyPfns(m: SaveMachine, domid: number, maxPfn: number): number[] {
+export function dirtyPfns(m: SaveMachine, domid: number, maxPfn: number): number[] {
   const bitmap = m.xc.dirtyBitmap(domid, maxPfn, true);
   if (typeof bitmap === 'number') throw new SaveError('hypercall', domid, 'XEN_DOMCTL_SHADOW_OP_CLEAN failed', bitmap);
   const out: number[] = [];
@@ -60,10 +60,103 @@ function dirtyPfns(m: SaveMachine, domid: number, maxPfn: number): number[] {
   return out;
 }
 
-function sameP2m(a: GuestP2m, b: GuestP2m): boolean {
+export function sameP2m(a: GuestP2m, b: GuestP2m): boolean {
   if (a.maxPfn !== b.maxPfn || a.frameMfns.length !== b.frameMfns.length) return false;
   for (let i = 0; i < a.maxPfn; i++) if (a.p2m[i] !== b.p2m[i]) return false;
   return a.frameMfns.every((f, i) => b.frameMfns[i] === f);
+}
+
+/** A live stream under way: log-dirty mode on, the stream started, the pre-copy rounds sent. */
+export interface Precopied {
+  readonly w: SaveStreamWriter;
+  readonly g: GuestP2m;
+  /** The pre-copy rounds sent (the full pass is round 0). */
+  readonly rounds: LiveRound[];
+  /** Pfns still to send once the guest is suspended: dirtied when pre-copy stopped, or skipped while it ran. */
+  readonly left: number[];
+  /** A writer call; a failing sink becomes a SaveError('io'), the caller's hooks fail as they fail. */
+  io<T>(f: () => Promise<T>): Promise<T>;
+  /** `pfns` as one PAGE_DATA run; with `retry`, a page that cannot be saved while the guest runs goes there instead. */
+  send(pfns: Iterable<number>, retry?: Set<number>): Promise<number>;
+}
+
+/**
+ * The first half of `xl migrate` and `xl remus`: log-dirty mode on, the
+ * stream's header, P2M frames, the full pass and the rounds that resend
+ * what the guest dirtied meanwhile (see the header). On failure log-dirty
+ * mode is off again; on success the caller owns it.
+ */
+export async function precopy(m: SaveMachine, domid: number, sink: StreamSink, opts: LiveSaveOptions, counts: PageCounts): Promise<Precopied> {
+  const meta = xenportMetaOf(m, domid, opts);
+  const g = readGuestP2m(m, domid);
+  const types = pageTypes(m, domid, g);
+  const framePfns = g.frameMfns.map((mfn, i) => {
+    if (!inPseudophysMap(m, g, mfn) || types[m2pOf(m, mfn)] !== PageType.NOTAB) {
+      throw new SaveError('p2m-frame-list', domid, `P2M frame ${i} (mfn ${hex(mfn)}) is not an ordinary page of the guest`);
+    }
+    return m2pOf(m, mfn);
+  });
+  checkSave(domid, m.xc.enableLogDirty(domid), 'enabling log-dirty mode');
+  try {
+    dirtyPfns(m, domid, g.maxPfn); // start from a clean bitmap
+    const w = new SaveStreamWriter(sink, opts.format ?? 'xl');
+    const io = async <T>(f: () => Promise<T>): Promise<T> => {
+      try {
+        return await f();
+      } catch (e) {
+        throw asSaveError(domid, e);
+      }
+    };
+    const send = (pfns: Iterable<number>, retry?: Set<number>): Promise<number> => {
+      const skip = retry === undefined ? undefined : (pfn: number): boolean => {
+        retry.add(pfn);
+        return true;
+      };
+      return io(() => w.writePages(pageInputs(m, domid, g, pfns, counts, skip)));
+    };
+    const rounds: LiveRound[] = [];
+    const round = async (pfns: Iterable<number>, n: number, retry: Set<number>): Promise<void> => {
+      const r = { round: n, pages: await send(pfns, retry), phase: 'precopy' as const };
+      rounds.push(r);
+      opts.onRound?.(r);
+      opts.onStep?.(`pre-copy round ${n} sent`, `${r.pages} pages`, domid);
+    };
+    await io(() => w.start({ config: opts.config ?? `kernel = "${meta.kernel.name}"\n`, xenportMeta: meta }));
+    await io(() => w.writeP2mFrames({ maxPfn: g.maxPfn, frames: framePfns }));
+    let retry = new Set<number>();
+    await round(Array.from({ length: g.maxPfn }, (_, i) => i), 0, retry);
+    let carry: number[] = [];
+    for (let n = 1; n <= (opts.maxRounds ?? 5); n++) {
+      await opts.betweenRounds?.(n);
+      const dirty = [...new Set([...dirtyPfns(m, domid, g.maxPfn), ...retry])].sort((a, b) => a - b);
+      retry = new Set();
+      if (dirty.length < (opts.dirtyThreshold ?? 50)) {
+        carry = dirty;
+        break;
+      }
+      await round(dirty, n, retry);
+    }
+    const left = [...new Set([...carry, ...retry])].sort((a, b) => a - b);
+    opts.onStep?.('pre-copy done', `${rounds.length} round(s), ${left.length} pages left for the guest suspended`, domid);
+    return { w, g, rounds, left, io, send };
+  } catch (e) {
+    m.xc.disableLogDirty(domid);
+    throw e;
+  }
+}
+
+/**
+ * After the caller's suspend: the guest must be suspended, with the P2M the
+ * stream was started with; then every pfn it dirtied since the last round,
+ * with `left`, sorted.
+ */
+export function suspendedDirty(m: SaveMachine, domid: number, g: GuestP2m, left: readonly number[], what: string): number[] {
+  const now = m.xc.getDomainInfo(domid);
+  if (now === undefined || !now.shutdown || now.shutdownReason !== SHUTDOWN_suspend) {
+    throw new SaveError('not-suspended', domid, `the guest was asked to suspend for ${what} but is not suspended`);
+  }
+  if (!sameP2m(g, readGuestP2m(m, domid))) throw new SaveError('p2m-entry', domid, `the guest changed its P2M during ${what}`);
+  return [...new Set([...dirtyPfns(m, domid, g.maxPfn), ...left])].sort((a, b) => a - b);
 }
 
 /**
@@ -73,68 +166,17 @@ function sameP2m(a: GuestP2m, b: GuestP2m): boolean {
 export async function liveSaveDomain(m: SaveMachine, domid: number, sink: StreamSink, opts: LiveSaveOptions): Promise<LiveSaveResult> {
   const info = m.xc.getDomainInfo(domid);
   if (info === undefined) throw new SaveError('no-domain', domid, 'no such domain');
-  const rounds: LiveRound[] = [];
   const counts: PageCounts = { pages: 0, holes: 0, pageTables: 0 };
   let logDirty = false;
   try {
-    const meta = xenportMetaOf(m, domid, opts);
-    const g = readGuestP2m(m, domid);
-    const types = pageTypes(m, domid, g);
-    const framePfns = g.frameMfns.map((mfn, i) => {
-      if (!inPseudophysMap(m, g, mfn) || types[m2pOf(m, mfn)] !== PageType.NOTAB) {
-        throw new SaveError('p2m-frame-list', domid, `P2M frame ${i} (mfn ${hex(mfn)}) is not an ordinary page of the guest`);
-      }
-      return m2pOf(m, mfn);
-    });
-    checkSave(domid, m.xc.enableLogDirty(domid), 'enabling log-dirty mode');
+    const { w, g, rounds, left, io, send } = await precopy(m, domid, sink, opts, counts);
     logDirty = true;
-    dirtyPfns(m, domid, g.maxPfn); // start from a clean bitmap
-
-    const w = new SaveStreamWriter(sink, opts.format ?? 'xl');
-    /** Writer calls: a failing sink becomes a SaveError('io'); the caller's hooks fail as they fail. */
-    const io = async <T>(f: () => Promise<T>): Promise<T> => {
-      try {
-        return await f();
-      } catch (e) {
-        throw asSaveError(domid, e);
-      }
-    };
-    const send = async (pfns: Iterable<number>, round: number, phase: LiveRound['phase'], retry: Set<number> | undefined): Promise<void> => {
-      const skip = retry === undefined ? undefined : (pfn: number): boolean => {
-        retry.add(pfn);
-        return true;
-      };
-      const n = await io(() => w.writePages(pageInputs(m, domid, g, pfns, counts, skip)));
-      const r = { round, pages: n, phase };
-      rounds.push(r);
-      opts.onRound?.(r);
-      opts.onStep?.(phase === 'final' ? 'final round sent' : `pre-copy round ${round} sent`, `${n} pages`, domid);
-    };
-    await io(() => w.start({ config: opts.config ?? `kernel = "${meta.kernel.name}"\n`, xenportMeta: meta }));
-    await io(() => w.writeP2mFrames({ maxPfn: g.maxPfn, frames: framePfns }));
-    let retry = new Set<number>();
-    await send(Array.from({ length: g.maxPfn }, (_, i) => i), 0, 'precopy', retry);
-    let carry: number[] = [];
-    for (let round = 1; round <= (opts.maxRounds ?? 5); round++) {
-      await opts.betweenRounds?.(round);
-      const dirty = [...new Set([...dirtyPfns(m, domid, g.maxPfn), ...retry])].sort((a, b) => a - b);
-      retry = new Set();
-      if (dirty.length < (opts.dirtyThreshold ?? 50)) {
-        carry = dirty;
-        break;
-      }
-      await send(dirty, round, 'precopy', retry);
-    }
-
-    opts.onStep?.('pre-copy done', `${rounds.length} round(s), ${carry.length} dirty pages left for the final round`, domid);
     await opts.suspend();
-    const now = m.xc.getDomainInfo(domid);
-    if (now === undefined || !now.shutdown || now.shutdownReason !== SHUTDOWN_suspend) {
-      throw new SaveError('not-suspended', domid, 'the guest was asked to suspend for the last round but is not suspended');
-    }
-    if (!sameP2m(g, readGuestP2m(m, domid))) throw new SaveError('p2m-entry', domid, 'the guest changed its P2M during the live migration');
-    const last = [...new Set([...dirtyPfns(m, domid, g.maxPfn), ...carry, ...retry])].sort((a, b) => a - b);
-    await send(last, rounds.length, 'final', undefined);
+    const last = suspendedDirty(m, domid, g, left, 'the last round of the live migration');
+    const final = { round: rounds.length, pages: await send(last), phase: 'final' as const };
+    rounds.push(final);
+    opts.onRound?.(final);
+    opts.onStep?.('final round sent', `${final.pages} pages`, domid);
     const tail = saveTail(m, domid, g, (pfn) => pageTypeNow(m, domid, g, pfn));
     await io(() => w.writeEndOfCheckpoint(tail));
     const summary = await io(() => w.finish());

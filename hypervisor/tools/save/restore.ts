@@ -52,6 +52,16 @@ export interface RestoreOptions {
    * past END here.
    */
   readonly afterEnd?: (rest: Uint8Array) => void;
+  /**
+   * A checkpointed (Remus) stream: after the first CHECKPOINT, each
+   * checkpoint's records are held back and applied only when its CHECKPOINT
+   * (or the final END) arrives. If the source then breaks or the stream is
+   * cut, the domain is built from the last complete checkpoint; before the
+   * first one, that is an error as for a plain stream.
+   */
+  readonly checkpointed?: boolean;
+  /** Checkpointed streams: told of each checkpoint once it is applied (1, 2, ...). */
+  readonly onCheckpoint?: (n: number) => void;
 }
 
 /**
@@ -66,6 +76,8 @@ export interface RestoredDomain extends FinishedDomain {
   readonly maxPfn: number;
   /** Pfns that got a frame. */
   readonly pages: number;
+  /** Checkpointed streams: the checkpoint the domain was built from, and why the stream stopped there. */
+  readonly checkpoint?: { readonly n: number; readonly ended: 'end' | 'broken'; readonly why?: string };
 }
 
 export type RestoreSource = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
@@ -97,7 +109,21 @@ export async function restoreDomain(m: RestoreMachine, source: RestoreSource, op
     if (last.error !== undefined) throw last.error;
     return r.finish();
   } catch (e) {
+    // Failover: the source broke after a complete checkpoint. Whatever of the
+    // next one was buffered is dropped; a failure applying a checkpoint is not
+    // recoverable (the domain is half-updated).
+    if (opts.checkpointed === true && r.canFailOver && !(e instanceof RestoreError)) {
+      try {
+        return r.finish(e instanceof Error ? e.message : String(e));
+      } catch (e2) {
+        r.abort();
+        throw e2;
+      }
+    }
     r.abort();
+    if (opts.checkpointed === true && !r.canFailOver && !(e instanceof RestoreError) && !r.applyFailed) {
+      throw new RestoreError('missing', 'CHECKPOINT', 0, `the checkpointed stream stopped before its first complete checkpoint: ${e instanceof Error ? e.message : String(e)}`);
+    }
     throw e;
   }
 }
@@ -118,6 +144,10 @@ class Restorer {
   #maxVcpus = 1;
   #pages = 0;
   #end = false;
+  /** Checkpointed mode: complete checkpoints applied, and the records of the one coming in. */
+  #checkpoints = 0;
+  #held: StreamItem[] = [];
+  #applying = false;
 
   constructor(
     private readonly m: RestoreMachine,
@@ -126,7 +156,43 @@ class Restorer {
     if (opts.kernel !== undefined) this.#kernel = { ...opts.kernel };
   }
 
+  /** A checkpointed stream with at least one complete checkpoint applied. */
+  get canFailOver(): boolean {
+    return this.#checkpoints > 0 && !this.#applying;
+  }
+
+  /** A checkpoint failed while being applied. */
+  get applyFailed(): boolean {
+    return this.#applying;
+  }
+
   handle(it: StreamItem): void {
+    if (this.opts.checkpointed === true) {
+      const closes = it.layer === 'libxc' && (it.type === 'CHECKPOINT' || it.type === 'END');
+      if (this.#checkpoints > 0 && !closes) {
+        // Held back until the checkpoint is complete; page data copied (the parser's buffers move on).
+        this.#held.push(it.type === 'PAGE_DATA' ? { ...it, pages: it.pages.map((p) => (p.data === undefined ? p : { ...p, data: p.data.slice() })) } : it);
+        return;
+      }
+      if (closes) {
+        this.#applying = true;
+        const held = this.#held;
+        this.#held = [];
+        for (const h of held) this.#apply(h);
+        this.#checkpoints++;
+        this.#applying = false;
+        if (it.type === 'CHECKPOINT') {
+          this.opts.onStep?.('checkpoint applied', `checkpoint ${this.#checkpoints}: ${held.length} records`, this.#domid);
+          this.opts.onCheckpoint?.(this.#checkpoints);
+          return;
+        }
+        this.opts.onCheckpoint?.(this.#checkpoints);
+      }
+    }
+    this.#apply(it);
+  }
+
+  #apply(it: StreamItem): void {
     switch (it.type) {
       case 'XL_HEADER':
         this.#config = it.config;
@@ -246,9 +312,14 @@ class Restorer {
     this.opts.progress?.(this.#pages);
   }
 
-  finish(): RestoredDomain {
+  /** Build the domain; `broken`: the checkpointed source broke (why), use the last complete checkpoint. */
+  finish(broken?: string): RestoredDomain {
     const domid = this.#domid;
-    if (domid === undefined || !this.#end) throw new RestoreError('missing', 'END', 0, 'the stream ended without a complete libxc image');
+    if (broken !== undefined) {
+      this.#held = [];
+      this.opts.onStep?.('stream broken: failing over', `from checkpoint ${this.#checkpoints}: ${broken}`, domid);
+    }
+    if (domid === undefined || (!this.#end && broken === undefined)) throw new RestoreError('missing', 'END', 0, 'the stream ended without a complete libxc image');
     const sharedInfo = this.#sharedInfo;
     if (sharedInfo === undefined) throw new RestoreError('missing', 'SHARED_INFO', 0, 'no SHARED_INFO record');
     const state: RestoreState = {
@@ -271,6 +342,9 @@ class Restorer {
       maxPfn: this.#maxPfn,
       pages,
       ...done,
+      ...(this.opts.checkpointed === true
+        ? { checkpoint: { n: this.#checkpoints, ended: broken === undefined ? 'end' as const : 'broken' as const, ...(broken === undefined ? {} : { why: broken }) } }
+        : {}),
     };
   }
 

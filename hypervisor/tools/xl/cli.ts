@@ -48,7 +48,8 @@ domains:  create CFG | list [-l] | console DOM | dmesg | info
           pause DOM | unpause DOM | shutdown [-w] [--ctrl-if] DOM | destroy DOM
 save:     save [-c] [-p] [--suspend=evtchn|xenstore|ctrl_if] DOM FILE|- | restore [-p] FILE | p2m DOM
 migrate:  migrate [--suspend=evtchn|xenstore|ctrl_if] [--timeout S] DOM HOST:PORT
-          migrate-receive [-p] [--listen [HOST:]PORT] [--timeout S]
+          migrate-receive [-p] [-r|--checkpointed] [--listen [HOST:]PORT] [--timeout S]
+          remus [-i MS] [-n COUNT] [--suspend=evtchn|xenstore|ctrl_if] DOM HOST:PORT
 network:  network-ping DOM | network-info
 DIR defaults to $XL_MACHINE.`;
 
@@ -390,21 +391,67 @@ async function dispatch(argv: readonly string[], io: XlIo, deps: XlDeps): Promis
       return;
     }
     case 'migrate-receive': {
-      const p = parseArgs(rest, ['--listen', '--timeout'], ['-p']);
-      if (p.positional.length !== 0) throw new UsageError('usage: xl migrate-receive [-p] [--listen [HOST:]PORT] [--timeout S]');
+      const p = parseArgs(rest, ['--listen', '--timeout'], ['-p', '-r', '--checkpointed']);
+      if (p.positional.length !== 0) throw new UsageError('usage: xl migrate-receive [-p] [-r|--checkpointed] [--listen [HOST:]PORT] [--timeout S]');
+      const checkpointed = p.flags.has('-r') || p.flags.has('--checkpointed');
       const listen = p.flags.get('--listen');
       if (typeof listen === 'string') checkAddress(listen, { defaultHost: '127.0.0.1', allowZero: true });
       const timeoutMs = timeoutFlag(p);
       const args = {
         paused: p.flags.has('-p'), ...(typeof listen === 'string' ? { listen } : {}), ...(timeoutMs === undefined ? {} : { timeout_ms: timeoutMs }),
+        ...(checkpointed ? { checkpointed: true } : {}),
       };
       // One line naming the address, as soon as the machine listens: a script reads the port from it.
       const onData = (d: string): void => {
         const m = /^listening (\S+)$/m.exec(d);
         if (m !== null) io.out(`listening on ${m[1]}\n`);
+        for (const c of d.matchAll(/^checkpoint (\d+)$/gm)) io.out(`checkpoint ${c[1]} received\n`);
       };
-      const r = (await withClient(dir, (c) => c.call('migrate-receive', args, onData).result)) as { domid: number };
+      const r = (await withClient(dir, (c) => c.call('migrate-receive', args, onData).result)) as {
+        domid: number; checkpoint?: number; ended?: string; why?: string;
+      };
+      if (checkpointed) {
+        const how = r.ended === 'end' ? 'the stream ended' : `the stream broke: ${r.why ?? ''}`;
+        io.out(`started from checkpoint ${r.checkpoint} (${how})\n`);
+      }
       io.out(`${r.domid}\n`);
+      return;
+    }
+    case 'remus': {
+      const usage = 'usage: xl remus [-i MS] [-n COUNT] [--suspend=evtchn|xenstore|ctrl_if] [--timeout S] DOM HOST:PORT';
+      const p = parseArgs(rest, ['-i', '-n', '--suspend', '--timeout'], []);
+      if (p.positional.length !== 2) throw new UsageError(usage);
+      const [dom, target] = p.positional as [string, string];
+      checkAddress(target, {});
+      const via = p.flags.get('--suspend');
+      if (via !== undefined && via !== 'evtchn' && via !== 'xenstore' && via !== 'ctrl_if') throw new UsageError('--suspend must be evtchn, xenstore or ctrl_if');
+      const num = (flag: string, what: string): number | undefined => {
+        const v = p.flags.get(flag);
+        if (v === undefined) return undefined;
+        const x = Number(v);
+        if (typeof v !== 'string' || !Number.isInteger(x) || x < 1) throw new UsageError(`${flag} takes ${what}`);
+        return x;
+      };
+      const interval = num('-i', 'a whole number of ms');
+      const count = num('-n', 'a positive count');
+      const timeoutMs = timeoutFlag(p);
+      const args = {
+        dom, target, ...(typeof via === 'string' ? { via } : {}), ...(timeoutMs === undefined ? {} : { timeout_ms: timeoutMs }),
+        ...(interval === undefined ? {} : { interval_ms: interval }), ...(count === undefined ? {} : { checkpoints: count }),
+      };
+      const onData = (d: string): void => {
+        for (const line of d.split('\n')) {
+          if (line.trim() === '') continue;
+          try {
+            const cp = JSON.parse(line) as { n: number; pages: number; last: boolean };
+            io.out(`checkpoint ${cp.n}: ${cp.pages} pages${cp.last ? ' (the last)' : ''}\n`);
+          } catch {
+            // not a checkpoint: ignore
+          }
+        }
+      };
+      const r = (await withClient(dir, (c) => c.call('remus', args, onData).result)) as { name: string; target: string; checkpoints: number; bytes: number };
+      io.out(`remus of ${r.name} to ${r.target} stopped after ${r.checkpoints} checkpoints, ${r.bytes} bytes; the domain keeps running here\n`);
       return;
     }
     case 'p2m': {
