@@ -35,13 +35,12 @@ import path from 'node:path';
 import { EVTCHN_WORDS, VIRQ_DEBUG, XEN_LEGACY_MAX_VCPUS, shared_info, vcpu_info } from '../../hypervisor/public/xen.js';
 import { EVTCHNSTAT_interdomain, EVTCHNSTAT_unbound } from '../../hypervisor/public/event_channel.js';
 import { domid as toDomId } from '../../hypervisor/public/types.js';
-import type { PingResult } from '../../hypervisor/dom0/net/endpoint.js';
 import type { DomainConfig } from '../../hypervisor/tools/xl/config.js';
 import type { MachineHost } from '../../hypervisor/tools/machine/host.js';
 import type { RestoredDomain } from '../../hypervisor/tools/save/index.js';
 import { domainPath } from '../../hypervisor/tools/builder/xenstore.js';
 import { takeApart } from '../save/image-edit.js';
-import { MiB, image, host, boot, drive, node, consoleText, count, suspended, saveToBytes, ping } from '../suspend/fixture.js';
+import { MiB, image, host, boot, drive, node, consoleText, count, suspended, saveToBytes, ping, pingFromDom0 } from '../suspend/fixture.js';
 import { restoreLibxl, editSharedInfo, runFor } from './skip-restore-fixture.js';
 
 const PEND = shared_info.offsetOf('evtchn_pending');
@@ -88,18 +87,6 @@ function bothConnected(h: MachineHost, domid: number): boolean {
   return devConnected(h, domid, VBD) && devConnected(h, domid, VIF);
 }
 
-/** dom0 pings IP, the machine driven meanwhile. */
-async function pingGuest(t: ExecutionContext, h: MachineHost): Promise<PingResult | string> {
-  let r: PingResult | string | undefined;
-  h.backends.ping(IP, 1e9).then((x) => {
-    r = x;
-  }, (e: unknown) => {
-    r = String(e);
-  });
-  await drive(t, h, () => r !== undefined, 'the ping');
-  return r ?? 'no answer';
-}
-
 interface BusyImage {
   readonly bytes: Uint8Array;
   readonly cfg: DomainConfig;
@@ -136,7 +123,7 @@ async function busyGuestImage(t: ExecutionContext): Promise<BusyImage> {
   // Events for the suspended guest: a watch of its fires, console input, a packet for its vif.
   await a.xs.write(`${dom}/data/ping`, 'while-suspended');
   t.is(a.consoled.write(toDomId(d), new TextEncoder().encode('hello\n')), 6);
-  const p = await pingGuest(t, a);
+  const p = await pingFromDom0(t, a, IP);
   t.true(typeof p !== 'string' && !p.ok, `a suspended guest does not answer: ${JSON.stringify(p)}`);
   const bytes = await saveToBytes(a, d);
   await a.backends.detachDevices(d);
@@ -211,7 +198,7 @@ async function restoreBusy(t: ExecutionContext, img: BusyImage, copy: Copy): Pro
   const text = (): string => consoleText(b, d);
   await drive(t, b, () => /^susp: resumed kind=2 /m.test(text()) && bothConnected(b, d), 'the restored guest back, xbd0 and xennet0 reconnected');
   await ping(t, b, d, 'after-restore');
-  const p = await pingGuest(t, b);
+  const p = await pingFromDom0(t, b, IP);
   t.true(typeof p !== 'string' && p.ok, `dom0 pings the restored guest (copy ${copy}): ${JSON.stringify(p)}`);
   t.true(b.m.evtchn.sendVirq(d, VIRQ_DEBUG));
   await drive(t, b, () => text().includes('xen debug event on port') && / {2}port \d+ unbound xbd0: /.test(text()), 'the event table dump');

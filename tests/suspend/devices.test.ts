@@ -11,9 +11,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { DomainConfig } from '../../hypervisor/tools/xl/config.js';
 import type { MachineHost } from '../../hypervisor/tools/machine/host.js';
-import type { PingResult } from '../../hypervisor/dom0/net/endpoint.js';
 import { domainPath } from '../../hypervisor/tools/builder/xenstore.js';
-import { MiB, image, host, drive, node, consoleText, count, suspended, cancelSuspend, saveToBytes, restoreInto } from './fixture.js';
+import { MiB, image, host, drive, node, consoleText, count, suspended, cancelSuspend, saveToBytes, restoreInto, pingFromDom0 } from './fixture.js';
 
 const IP = '10.0.0.31';
 const VBD = 'device/vbd/51712/state';
@@ -32,18 +31,6 @@ function devConfig(disk: string): DomainConfig {
 function connected(h: MachineHost, domid: number): boolean {
   const dom = domainPath(domid);
   return node(h, `${dom}/${VBD}`) === CONNECTED && node(h, `${dom}/${VIF}`) === CONNECTED;
-}
-
-/** dom0 pings the guest, the machine driven meanwhile. */
-async function ping(t: import('ava').ExecutionContext, h: MachineHost): Promise<PingResult | string> {
-  let r: PingResult | string | undefined;
-  h.backends.ping(IP, 1e9).then((x) => {
-    r = x;
-  }, (e: unknown) => {
-    r = String(e);
-  });
-  await drive(t, h, () => r !== undefined, 'the ping');
-  return r ?? 'no answer';
 }
 
 test('a disk and a vif: connected through cancelled suspends, reconnected after a restore into another machine, the guest answers pings', async (t) => {
@@ -65,7 +52,7 @@ test('a disk and a vif: connected through cancelled suspends, reconnected after 
     t.regex(textA(), new RegExp(`^susp: resumed kind=1 gen=0 cancels=${i} ports=\\d+ masked=0 `, 'm'), 'every port with a handler unmasked again');
     t.true(connected(a, d), 'no new handshake after a cancel');
   }
-  const p1 = await ping(t, a);
+  const p1 = await pingFromDom0(t, a, IP);
   t.true(typeof p1 !== 'string' && p1.ok, `ping after the cancels: ${JSON.stringify(p1)}`);
 
   await a.xs.write(`${domainPath(d)}/control/shutdown`, 'suspend');
@@ -77,7 +64,7 @@ test('a disk and a vif: connected through cancelled suspends, reconnected after 
   const d2 = await restoreInto(b, bytes, 'g-devices');
   await drive(t, b, () => count(consoleText(b, d2), 'susp: resumed kind=2') === 1 && connected(b, d2), 'the restored guest reconnected both devices');
   t.regex(consoleText(b, d2), /^susp: resumed kind=2 gen=1 cancels=2 ports=\d+ masked=0 /m);
-  const p2 = await ping(t, b);
+  const p2 = await pingFromDom0(t, b, IP);
   t.true(typeof p2 !== 'string' && p2.ok, `ping in the new machine: ${JSON.stringify(p2)}`);
   t.false(consoleText(b, d2).includes('BACKWARDS'));
   for (const h of [a, b]) t.deepEqual(h.m.log.bugs, []);

@@ -6,6 +6,7 @@
  * toolstack's own (tests/helpers/save-restore.ts).
  */
 import type { ExecutionContext } from 'ava';
+import type { PingResult } from '../../hypervisor/dom0/net/endpoint.js';
 import { domid as toDomId, grantRef } from '../../hypervisor/public/types.js';
 import { MachineGrantIo } from '../../hypervisor/dom0/backend-host.js';
 import { MachineHost } from '../../hypervisor/tools/machine/host.js';
@@ -133,4 +134,16 @@ export async function restoreInto(h: MachineHost, bytes: Uint8Array, name: strin
   const bound = h.record(domid)?.built.image;
   if (bound !== img) throw new Error(`d${domid} was restored with kernel ${bound?.name ?? '(none)'}, not the link the test gave`);
   return domid;
+}
+
+/** dom0 pings `ip` on its bridge (ICMP echo), the machine driven meanwhile: the answer, or why not. */
+export async function pingFromDom0(t: ExecutionContext, h: MachineHost, ip: string): Promise<PingResult | string> {
+  let r: PingResult | string | undefined;
+  h.backends.ping(ip, 1e9).then((x) => {
+    r = x;
+  }, (e: unknown) => {
+    r = String(e);
+  });
+  await drive(t, h, () => r !== undefined, 'the ping');
+  return r ?? 'no answer';
 }
