@@ -31,7 +31,7 @@ import { vptr, vptr_set, vu64 } from '../../../sys/lib/libkern/libkern.js';
 import { PAGE_SIZE, kva_to_pfn } from '../include/vmparam.js';
 import { xmd, xen_shared_info_va, xen_vcpu_info_va, XMF_SHINFO_MAPPED } from '../include/xen.js';
 import { evtchn_do_event, evtchn_upcall_count } from '../xen/evtchn.js';
-import { xpmap_ptom } from './x86_xpmap.js';
+import { xpmap_ptom, xpmap_kva_to_mfn } from './x86_xpmap.js';
 
 const dbg = createDebug('guest:evtchn');
 
@@ -125,10 +125,10 @@ export function xen_build_p2m_frame_list_list(cpu: GuestCpu): void {
   if (fl === 0 || fll === 0) panic(cpu, 'xen_build_p2m_frame_list_list: frame lists not allocated');
   const p2mFrames = Math.ceil(nr / FPP);
   for (let i = 0; i < p2mFrames; i++) cpu.mem.setBigUint64(fl + i * 8, BigInt(xpmap_ptom(cpu, p2mPfn + i)), true);
-  for (let j = 0; j < flPages; j++) cpu.mem.setBigUint64(fll + j * 8, BigInt(xpmap_ptom(cpu, kva_to_pfn(fl + j * PAGE_SIZE))), true);
+  for (let j = 0; j < flPages; j++) cpu.mem.setBigUint64(fll + j * 8, BigInt(xpmap_kva_to_mfn(cpu, fl + j * PAGE_SIZE)), true);
   const sh = xen_shared_info_va(cpu);
   cpu.mem.setBigUint64(sh + SHI_MAX_PFN, BigInt(nr), true);
-  cpu.mem.setBigUint64(sh + SHI_FLL, BigInt(xpmap_ptom(cpu, kva_to_pfn(fll))), true);
+  cpu.mem.setBigUint64(sh + SHI_FLL, BigInt(xpmap_kva_to_mfn(cpu, fll)), true);
 }
 
 export const hypervisor_machdep_ksyms = ksymtab({

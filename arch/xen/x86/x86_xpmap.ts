@@ -76,9 +76,14 @@ export function xpmap_mtop(cpu: GuestCpu, mfn: number): number {
   return xpmap_ptom(cpu, pfn) === mfn ? pfn : -1;
 }
 
+/** Machine frame of a direct-mapped kernel address (what a grant or a frame list names). */
+export function xpmap_kva_to_mfn(cpu: GuestCpu, va: number): number {
+  return xpmap_ptom(cpu, kva_to_pfn(va));
+}
+
 /** Machine address of a direct-mapped kernel address. */
 export function xpmap_kva_to_ma(cpu: GuestCpu, va: number): number {
-  return xpmap_ptom(cpu, kva_to_pfn(va)) * PAGE_SIZE + (va % PAGE_SIZE);
+  return xpmap_kva_to_mfn(cpu, va) * PAGE_SIZE + (va % PAGE_SIZE);
 }
 
 /** Direct-map address of a machine frame of ours, or 0. */
@@ -206,6 +211,7 @@ export function xen_pmap_bootstrap(cpu: GuestCpu, stackTop: number): number {
 }
 
 export const x86_xpmap_ksyms = ksymtab({
+  xpmap_kva_to_mfn,
   xpmap_nr_pages, xpmap_ptom, xpmap_mtop, xpmap_kva_to_ma, xpmap_mfn_to_kva, xpq_update, xpmap_pte, xpmap_pt_prepare,
   xpmap_l4_va, xpmap_l1_ensure, xen_kva_alloc, pmap_kenter_ma, pmap_kremove, xpmap_field_pfn, xen_pmap_bootstrap,
 });

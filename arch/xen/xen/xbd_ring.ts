@@ -31,8 +31,7 @@ import { device_xname } from '../../../sys/kern/subr_autoconf.js';
 import { ptr_get, ptr_set, vptr, vptr_set, vu64, vu64_set } from '../../../sys/lib/libkern/libkern.js';
 import { dk_frag, dk_fragdone, EROFS } from '../../../dev/dksubr.js';
 import { B_READ, B_WRITE, B_FLUSH } from '../../../dev/buf.js';
-import { kva_to_pfn } from '../include/vmparam.js';
-import { xpmap_ptom } from '../x86/x86_xpmap.js';
+import { xpmap_kva_to_mfn } from '../x86/x86_xpmap.js';
 import { xengnt_grant_access, xengnt_revoke_access, xengnt_generation } from './xengnt.js';
 import {
   evtchn_alloc_unbound, evtchn_close, event_set_handler, event_remove_handler, hypervisor_unmask_event,
@@ -69,11 +68,6 @@ function xbd_ring_save(cpu: GuestCpu, sc: number, ring: FrontRing): void {
   v.set('sc_rsp_cons', ring.rspCons);
 }
 
-/** Machine frame of a direct-mapped page, for a grant. */
-function xbd_page_mfn(cpu: GuestCpu, va: number): number {
-  return xpmap_ptom(cpu, kva_to_pfn(va));
-}
-
 /**
  * A fresh ring for a connection: the page (kept from an earlier
  * connection unless the backend never let go of it) initialized, granted
@@ -91,7 +85,7 @@ export function xbd_ring_setup(cpu: GuestCpu, sc: number): number {
   }
   const ring = FrontRing.init(cpu.mem, page, XBD_RING_GEOMETRY);
   xbd_ring_save(cpu, sc, ring);
-  const ref = xengnt_grant_access(cpu, backend, xbd_page_mfn(cpu, page), false);
+  const ref = xengnt_grant_access(cpu, backend, xpmap_kva_to_mfn(cpu, page), false);
   if (ref < 0) return ref;
   const port = evtchn_alloc_unbound(cpu, backend);
   if (port < 0) {
@@ -192,7 +186,7 @@ function xbd_shadow_grant(cpu: GuestCpu, sc: number, i: number): number {
   const ro = xbd_req_operation(cpu.mem, req) === BLKIF_OP_WRITE;
   const n = xbd_req_nseg(cpu.mem, req);
   for (let k = 0; k < n; k++) {
-    const ref = xengnt_grant_access(cpu, backend, xbd_page_mfn(cpu, ptr_get(cpu.mem, s.addr('xs_va') + 8 * k)), ro);
+    const ref = xengnt_grant_access(cpu, backend, xpmap_kva_to_mfn(cpu, ptr_get(cpu.mem, s.addr('xs_va') + 8 * k)), ro);
     if (ref < 0) {
       xbd_shadow_revoke(cpu, sc, i);
       return ref;
@@ -376,7 +370,7 @@ export function xbd_shadow_clear(cpu: GuestCpu, sc: number, live: boolean): numb
 }
 
 export const xbd_ring_ksyms = ksymtab({
-  xbd_view, xbd_ring_attach, xbd_ring_save, xbd_page_mfn, xbd_ring_setup, xbd_ring_mask, xbd_ring_release, xbd_ring_forget,
+  xbd_view, xbd_ring_attach, xbd_ring_save, xbd_ring_setup, xbd_ring_mask, xbd_ring_release, xbd_ring_forget,
   xbd_shadow_inuse, xbd_shadow_alloc, xbd_shadow_revoke, xbd_shadow_free, xbd_shadow_grant, xbd_ring_put, xbd_ring_push,
   xbd_diskstart, xbd_ring_process, xbd_shadow_order, xbd_ring_replay, xbd_shadow_ungrant, xbd_shadow_clear,
 });

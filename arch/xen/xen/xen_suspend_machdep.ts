@@ -48,11 +48,10 @@ import { pmf_device_resume, pmf_roots_first } from '../../../sys/kern/kern_pmf.j
 import { device_is_active, device_parent } from '../../../sys/kern/subr_autoconf.js';
 import { device, DVF_ACTIVE, DVF_DRIVER_SUSPENDED } from '../../../sys/sys/device.js';
 import { vptr } from '../../../sys/lib/libkern/libkern.js';
-import { kva_to_pfn } from '../include/vmparam.js';
 import { xmd, xmd_addr, xen_vcpu_info_va } from '../include/xen.js';
 import { xen_suspend_state } from '../include/xen_suspend.js';
 import { HYPERVISOR_set_callbacks, HYPERVISOR_suspend } from '../include/hypercalls.js';
-import { xpmap_ptom, xpmap_mtop } from '../x86/x86_xpmap.js';
+import { xpmap_ptom, xpmap_mtop, xpmap_kva_to_mfn } from '../x86/x86_xpmap.js';
 import { xen_map_shared_info, xen_unmap_shared_info } from '../x86/machdep.js';
 import { xen_build_p2m_frame_list_list } from '../x86/hypervisor_machdep.js';
 import { events_suspend, events_resume } from './evtchn.js';
@@ -77,7 +76,7 @@ function start_info_live(cpu: GuestCpu) {
 
 /** MFN of the start_info page (the suspend hypercall's rdx). */
 export function xen_start_info_mfn(cpu: GuestCpu): number {
-  return xpmap_ptom(cpu, kva_to_pfn(vptr(xmd(cpu), 'xm_start_info_va')));
+  return xpmap_kva_to_mfn(cpu, vptr(xmd(cpu), 'xm_start_info_va'));
 }
 
 /** Take a fresh copy of the live start_info into the machdep globals (after a restore rewrote it). */

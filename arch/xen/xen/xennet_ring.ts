@@ -40,8 +40,7 @@ import { device_xname } from '../../../sys/kern/subr_autoconf.js';
 import { strlcpy, vptr, vptr_set, vu64, vu64_set } from '../../../sys/lib/libkern/libkern.js';
 import { m_get, m_free, m_len, mtod, m_append, mbuf_view } from '../../../sys/net/mbuf.js';
 import { if_dequeue, if_prepend, if_setflags, if_stat_add, IFF_OACTIVE } from '../../../sys/net/if.js';
-import { kva_to_pfn } from '../include/vmparam.js';
-import { xpmap_ptom } from '../x86/x86_xpmap.js';
+import { xpmap_kva_to_mfn } from '../x86/x86_xpmap.js';
 import { xengnt_grant_access, xengnt_revoke_access } from './xengnt.js';
 import {
   evtchn_alloc_unbound, evtchn_close, event_set_handler, event_remove_handler, hypervisor_unmask_event,
@@ -83,11 +82,6 @@ function xennet_rx_save(cpu: GuestCpu, sc: number, ring: FrontRing): void {
   const v = xennet_view(cpu, sc);
   v.set('sc_rx_prod_pvt', ring.reqProdPvt);
   v.set('sc_rx_rsp_cons', ring.rspCons);
-}
-
-/** Machine frame of a direct-mapped page, for a grant. */
-function xennet_page_mfn(cpu: GuestCpu, va: number): number {
-  return xpmap_ptom(cpu, kva_to_pfn(va));
 }
 
 function xennet_bump(v: XennetSoftcView, name: 'sc_ntx_slots' | 'sc_ntx_done' | 'sc_nrx_frames' | 'sc_nrx_dropped' | 'sc_nrx_bad' | 'sc_nnotify' | 'sc_nrequeued' | 'sc_nintr', n = 1): void {
@@ -162,9 +156,9 @@ export function xennet_rings_setup(cpu: GuestCpu, sc: number): number {
   xennet_rx_save(cpu, sc, rx);
   xennet_tx_reset(cpu, sc);
   v.set('sc_flags', v.get('sc_flags') & ~XNF_RX_DISCARD);
-  const txref = xengnt_grant_access(cpu, backend, xennet_page_mfn(cpu, vptr(v, 'sc_tx_ring')), false);
+  const txref = xengnt_grant_access(cpu, backend, xpmap_kva_to_mfn(cpu, vptr(v, 'sc_tx_ring')), false);
   if (txref < 0) return txref;
-  const rxref = xengnt_grant_access(cpu, backend, xennet_page_mfn(cpu, vptr(v, 'sc_rx_ring')), false);
+  const rxref = xengnt_grant_access(cpu, backend, xpmap_kva_to_mfn(cpu, vptr(v, 'sc_rx_ring')), false);
   if (rxref < 0) {
     xengnt_revoke_access(cpu, txref);
     return rxref;
@@ -339,7 +333,7 @@ export function xennet_start(cpu: GuestCpu, ifp: number): void {
     // Grant every piece first, so that running out of grants leaves the ring untouched.
     const refs: number[] = [];
     for (const s of segs) {
-      const ref = xengnt_grant_access(cpu, backend, xennet_page_mfn(cpu, s.page), true);
+      const ref = xengnt_grant_access(cpu, backend, xpmap_kva_to_mfn(cpu, s.page), true);
       if (ref < 0) break;
       refs.push(ref);
     }
@@ -450,7 +444,7 @@ export function xennet_rx_refill(cpu: GuestCpu, sc: number): number {
     if (r.get('rxr_posted') !== 0) continue;
     const page = vptr(r, 'rxr_page');
     if (page === 0) continue;
-    const ref = xengnt_grant_access(cpu, backend, xennet_page_mfn(cpu, page), false);
+    const ref = xengnt_grant_access(cpu, backend, xpmap_kva_to_mfn(cpu, page), false);
     if (ref < 0) {
       rc = -ENOMEM;
       break;
@@ -572,7 +566,7 @@ export function xennet_ring_pages(cpu: GuestCpu, sc: number): [number, number] {
 export const XENNET_RX_BUFSIZE = PAGE_SIZE;
 
 export const xennet_ring_ksyms = ksymtab({
-  xennet_view, xennet_tx_ring, xennet_tx_save, xennet_rx_ring, xennet_rx_save, xennet_page_mfn, xennet_bump, xennet_tx_reset,
+  xennet_view, xennet_tx_ring, xennet_tx_save, xennet_rx_ring, xennet_rx_save, xennet_bump, xennet_tx_reset,
   xennet_softc_init, xennet_pages_alloc, xennet_rings_setup, xennet_revoke, xennet_rings_teardown, xennet_rings_forget,
   xennet_mask, xennet_notify, xennet_drain_wchan, xennet_tx_drained, xennet_tx_pop, xennet_tx_push, xennet_start, xennet_txeof,
   xennet_rx_refill, xennet_rx_drop_partial, xennet_rx_frag, xennet_rxeof, xennet_setfailmsg, xennet_ring_pages,

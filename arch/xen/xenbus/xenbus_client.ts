@@ -31,8 +31,7 @@ import { ksymtab, ksymresolve, kcall, type KSym } from '../../../sys/kern/kern_k
 import { preempt } from '../../../sys/kern/kern_synch.js';
 import { printf, ksprintf, type PrintfArg } from '../../../sys/kern/subr_prf.js';
 import { vptr, vptr_set } from '../../../sys/lib/libkern/libkern.js';
-import { kva_to_pfn } from '../include/vmparam.js';
-import { xpmap_ptom } from '../x86/x86_xpmap.js';
+import { xpmap_kva_to_mfn } from '../x86/x86_xpmap.js';
 import { xengnt_grant_access } from '../xen/xengnt.js';
 import { evtchn_alloc_unbound } from '../xen/evtchn.js';
 import { xenbus_device } from './xenbus_var.js';
@@ -144,7 +143,7 @@ export function xenbus_otherend_state(cpu: GuestCpu, xbusd: number): void {
  * page-aligned). The grant ref, or -errno (and the device reports it).
  */
 export function xenbus_grant_ring(cpu: GuestCpu, xbusd: number, ringVa: number): number {
-  const ref = xengnt_grant_access(cpu, xenbus_otherend_id(cpu, xbusd), xpmap_ptom(cpu, kva_to_pfn(ringVa)), false);
+  const ref = xengnt_grant_access(cpu, xenbus_otherend_id(cpu, xbusd), xpmap_kva_to_mfn(cpu, ringVa), false);
   if (ref < 0) xenbus_dev_fatal(cpu, xbusd, -ref, 'granting access to ring page');
   return ref;
 }
